@@ -1,0 +1,72 @@
+# llmservice-operator: every developer and CI task. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CRD    := crds/llmservices.llmsvc.io.yaml
+N      ?= 100
+
+.PHONY: help
+help: ## show this help
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## create .venv with the package and its dev tools
+
+.PHONY: test
+test: venv lint cluster-bins ## everything CI runs: lint, unit tests, e2e on the local control plane
+	$(BIN)/pytest tests e2e
+
+.PHONY: unit
+unit: venv ## unit tests only (no cluster, seconds)
+	$(BIN)/pytest tests
+
+.PHONY: e2e
+e2e: venv cluster-bins ## e2e tests on the local control plane (builds it when missing)
+	$(BIN)/pytest e2e
+
+.PHONY: generate
+generate: venv ## regenerate the CRD from the pydantic models
+	$(BIN)/llmsvc crd > $(CRD)
+
+.PHONY: lint
+lint: venv ## ruff, mypy --strict and the import contracts
+	$(BIN)/ruff check operator tests e2e
+	$(BIN)/ruff format --check operator tests e2e
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+.PHONY: verify
+verify: generate lint ## generate + fail on drift + lint
+	git diff --exit-code -- crds/
+
+.PHONY: fmt
+fmt: venv ## format and autofix
+	$(BIN)/ruff format operator tests e2e
+	$(BIN)/ruff check --fix operator tests e2e
+
+.PHONY: demo
+demo: venv ## the main job: render an example (upgraded to a live cluster demo as it lands)
+	$(BIN)/llmsvc render -f examples/03-two-nodes.yaml
+
+.PHONY: cluster-bins
+cluster-bins: ## build the local control plane binaries into ~/.cache/llmsvc (idempotent)
+	@if [ -x e2e/cluster/build.sh ]; then e2e/cluster/build.sh; fi
+
+.PHONY: cluster-up
+cluster-up: cluster-bins ## start (or reuse) the local control plane with fake GPU nodes
+	e2e/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## stop and delete the local control plane
+	e2e/cluster/down.sh
