@@ -1,0 +1,278 @@
+"""The desired state of an LLMService (``spec``): the single source of the CRD's spec schema.
+
+Every field has a description (``kubectl explain`` shows it) and, when optional, a default that
+is written into the CRD so the API server fills it in.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from llmsvc.api.base import QUANTITY_PATTERN, KubeObject, Model, Quantity
+from llmsvc.api.rules import (
+    AUTOSCALING_RULES,
+    CACHE_RULES,
+    ENGINE_RULES,
+    MAX_REPLICAS,
+    MODEL_RULES,
+    PARALLELISM_RULES,
+    Rule,
+)
+
+DEFAULT_ENGINE_IMAGE = "vllm/vllm-openai:v0.12.0"
+K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class ModelSource(Model):
+    """Which model to serve and where its weights come from."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = MODEL_RULES
+
+    uri: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="Where the weights are: hf://ORG/NAME (Hugging Face), s3://BUCKET/PREFIX, "
+        "gs://BUCKET/PREFIX, https://URL, or pvc://CLAIM/PATH (already on a volume).",
+    )
+    revision: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Commit, tag or branch to pin (hf://); unset means the default branch.",
+    )
+    served_name: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Model name clients send in OpenAI requests; defaults to metadata.name.",
+    )
+    credentials_secret: str | None = Field(
+        default=None,
+        pattern=K8S_NAME,
+        max_length=253,
+        description="Secret whose keys (e.g. HF_TOKEN, AWS_ACCESS_KEY_ID) are passed as "
+        "environment variables to the weight puller and the engine.",
+    )
+
+
+class CacheSpec(Model):
+    """Where weights land before the engine loads them."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = CACHE_RULES
+
+    size: Quantity | None = Field(
+        default=None,
+        description="Capacity for the weights, e.g. 200Gi: the size of each per-pod claim with "
+        "storageClassName, else the sizeLimit of the emptyDir.",
+        json_schema_extra={"pattern": QUANTITY_PATTERN},
+    )
+    storage_class_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="StorageClass for one PersistentVolumeClaim per pod (volumeClaimTemplates), "
+        "so weights survive pod restarts. Needs size.",
+    )
+    existing_claim: str | None = Field(
+        default=None,
+        pattern=K8S_NAME,
+        max_length=253,
+        description="An existing (ReadWriteMany) claim shared by every pod; the first rank to "
+        "pull downloads, the others reuse it.",
+    )
+
+
+class EnvVar(Model):
+    """An environment variable, as in a Pod's container spec."""
+
+    name: str = Field(min_length=1, max_length=256, description="Variable name.")
+    value: str | None = Field(default=None, description="Literal value.")
+    value_from: KubeObject | None = Field(
+        default=None, description="Source for the value (secretKeyRef, configMapKeyRef, ...)."
+    )
+
+
+class Resources(Model):
+    """CPU and memory for each engine container; GPUs come from parallelism.gpusPerNode."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, description="Minimum resources, e.g. {cpu: 16, memory: 256Gi}."
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, description="Maximum resources, e.g. {memory: 512Gi}."
+    )
+
+
+class EngineSpec(Model):
+    """The vLLM engine each rank runs."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = ENGINE_RULES
+
+    image: str = Field(
+        default=DEFAULT_ENGINE_IMAGE,
+        min_length=1,
+        max_length=512,
+        description="vLLM image; v0.12.0 or later for native multi-node.",
+    )
+    max_model_len: int = Field(
+        ge=16,
+        le=10_000_000,
+        description="Longest context (prompt + output tokens); required, because without it the "
+        "KV cache is sized for the model's maximum and may not fit.",
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9, gt=0, le=1, description="Fraction of each GPU's memory vLLM may use."
+    )
+    args: list[Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra `vllm serve` flags, e.g. [--enable-prefix-caching]. Flags the "
+        "operator sets (parallelism, --max-model-len, --served-model-name, --port, multi-node) "
+        "are rejected.",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=128, description="Extra environment for every rank."
+    )
+    resources: Resources = Field(
+        default_factory=Resources, description="CPU and memory requests and limits per rank."
+    )
+
+
+class ParallelismSpec(Model):
+    """How one model replica is split over GPUs and nodes."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = PARALLELISM_RULES
+
+    tensor: int = Field(default=1, ge=1, le=256, description="Tensor-parallel size (TP).")
+    pipeline: int = Field(default=1, ge=1, le=64, description="Pipeline-parallel size (PP).")
+    gpus_per_node: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="GPUs per pod (nvidia.com/gpu); nodes per replica = "
+        "tensor*pipeline/gpusPerNode. Usually equal to tensor, with pipeline = nodes.",
+    )
+    backend: Literal["native", "ray"] = Field(
+        default="native",
+        description="native: vLLM's own multi-node launch (--nnodes/--node-rank/--master-addr); "
+        "ray: a Ray cluster per replica (the image must contain Ray).",
+    )
+    tensor_across_nodes: bool = Field(
+        default=False,
+        description="Allow tensor parallelism to span nodes (needs InfiniBand/RDMA-class links).",
+    )
+
+    @property
+    def nodes(self) -> int:
+        """Pods (nodes) per model replica."""
+        return self.tensor * self.pipeline // self.gpus_per_node
+
+
+class RouterSpec(Model):
+    """The OpenAI-compatible load balancer in front of the model replicas."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Run the router; when false the client Service points at the leaders.",
+    )
+    replicas: int = Field(default=1, ge=1, le=100, description="Router pods.")
+    policy: Literal["round-robin", "least-request", "prefix-aware", "session"] = Field(
+        default="least-request",
+        description="How a request picks a replica: round-robin, least-request (fewest in "
+        "flight), prefix-aware (reuse prefix caches, bounded by load), session (x-session-id).",
+    )
+    image: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Router image; defaults to the operator's own image.",
+    )
+
+
+class AutoscalingSpec(Model):
+    """A HorizontalPodAutoscaler on the queue of waiting requests."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = AUTOSCALING_RULES
+
+    enabled: bool = Field(
+        default=False,
+        description="Create the HPA; it then owns spec.replicas and the operator never writes it.",
+    )
+    min_replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS, description="Fewest replicas.")
+    max_replicas: int = Field(default=4, ge=1, le=MAX_REPLICAS, description="Most replicas.")
+    target_queue_length: int = Field(
+        default=5,
+        ge=1,
+        le=10_000,
+        description="Waiting requests per model replica (vllm:num_requests_waiting) to aim for.",
+    )
+
+
+class StartupSpec(Model):
+    """How long a model may take to load."""
+
+    timeout_seconds: int = Field(
+        default=1800,
+        ge=60,
+        le=86_400,
+        description="Longest allowed model load (download excluded); sizes the startupProbe and "
+        "VLLM_ENGINE_READY_TIMEOUT_S.",
+    )
+
+
+class RestartSpec(Model):
+    """How failed groups are restarted."""
+
+    max_group_restarts: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description="Whole-group restarts allowed within an hour before the group is left down "
+        "and the LLMService reports Degraded=GroupRestartLimitExceeded.",
+    )
+
+
+class SchedulingSpec(Model):
+    """Where the ranks may run."""
+
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels every rank requires."
+    )
+    tolerations: list[KubeObject] = Field(
+        default_factory=list, description="Tolerations for every rank (e.g. GPU taints)."
+    )
+    affinity: KubeObject = Field(default_factory=dict, description="Affinity for every rank.")
+    priority_class_name: str = Field(
+        default="", max_length=253, description="PriorityClass of the ranks."
+    )
+    topology_key: str = Field(
+        default="",
+        max_length=316,
+        description="Keep all ranks of a group in one topology domain with this node label "
+        "(e.g. a rack or NVLink domain label).",
+    )
+
+
+class LLMServiceSpec(Model):
+    """Desired state of an LLMService."""
+
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=MAX_REPLICAS - 1,
+        description="Model replicas (groups of nodesPerReplica pods). Scaled by the HPA when "
+        "autoscaling is enabled.",
+    )
+    model: ModelSource = Field(description="The model and the source of its weights.")
+    cache: CacheSpec = Field(default_factory=CacheSpec, description="Where weights land.")
+    engine: EngineSpec = Field(description="The vLLM engine.")
+    parallelism: ParallelismSpec = Field(
+        default_factory=ParallelismSpec, description="Tensor and pipeline parallelism."
+    )
+    router: RouterSpec = Field(default_factory=RouterSpec, description="The load balancer.")
+    autoscaling: AutoscalingSpec = Field(
+        default_factory=AutoscalingSpec, description="Queue-based autoscaling."
+    )
+    startup: StartupSpec = Field(default_factory=StartupSpec, description="Model load limits.")
+    restart: RestartSpec = Field(default_factory=RestartSpec, description="Group restarts.")
+    scheduling: SchedulingSpec = Field(
+        default_factory=SchedulingSpec, description="Placement of the ranks."
+    )

@@ -1,0 +1,67 @@
+"""The observed state of an LLMService (``status``), written only by the operator.
+
+Conditions follow the ``metav1.Condition`` shape so that ``kubectl wait --for=condition=Ready``
+and GitOps health checks understand them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from llmsvc.api.base import Model
+
+ConditionType = Literal["Ready", "Progressing", "Degraded"]
+GroupPhase = Literal["Pending", "Starting", "Ready", "Restarting", "Failed"]
+
+
+class Condition(Model):
+    """One aspect of the LLMService's state, as in metav1.Condition."""
+
+    type: str = Field(max_length=316, description="Ready, Progressing or Degraded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        max_length=1024, description="CamelCase reason, e.g. GroupsStarting or Unschedulable."
+    )
+    message: str = Field(default="", max_length=32768, description="Human-readable detail.")
+    last_transition_time: str = Field(
+        description="When status last changed (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation this condition was computed for."
+    )
+
+
+class GroupStatus(Model):
+    """The state of one model replica (one StatefulSet of ranks)."""
+
+    index: int = Field(ge=0, description="Group number g (StatefulSet NAME-g).")
+    ready_pods: int = Field(default=0, ge=0, description="Ranks that are Ready.")
+    restarts: int = Field(default=0, ge=0, description="Whole-group restarts so far.")
+    phase: GroupPhase = Field(
+        default="Pending", description="Pending, Starting, Ready, Restarting or Failed."
+    )
+
+
+class LLMServiceStatus(Model):
+    """Observed state of an LLMService."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation the status reflects."
+    )
+    replicas: int | None = Field(default=None, ge=0, description="Groups that exist.")
+    ready_replicas: int | None = Field(default=None, ge=0, description="Groups fully Ready.")
+    updated_replicas: int | None = Field(
+        default=None, ge=0, description="Groups running the current pod template."
+    )
+    nodes_per_replica: int | None = Field(default=None, ge=1, description="Pods per group.")
+    selector: str | None = Field(
+        default=None, description="Label selector of the leader pods (scale subresource, HPA)."
+    )
+    endpoint: str | None = Field(default=None, description="In-cluster OpenAI base URL.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Progressing and Degraded."
+    )
+    groups: list[GroupStatus] = Field(default_factory=list, description="Per-group state.")
