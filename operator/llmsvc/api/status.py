@@ -43,6 +43,11 @@ class GroupStatus(Model):
     phase: GroupPhase = Field(
         default="Pending", description="Pending, Starting, Ready, Restarting or Failed."
     )
+    last_restart_time: str | None = Field(
+        default=None,
+        description="When the operator last restarted the whole group (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
 
 
 class LLMServiceStatus(Model):
