@@ -1,0 +1,1 @@
+"""The data plane: an OpenAI-compatible, streaming, queue- and cache-aware load balancer."""

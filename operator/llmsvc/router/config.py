@@ -1,0 +1,29 @@
+"""The router's settings (the ``llmsvc router`` flags), one frozen object passed everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """Everything tunable about the router; defaults suit a vLLM fleet."""
+
+    policy: str = "least-request"
+    max_concurrency: int = 256
+    queue_size: int = 1024
+    queue_timeout: float = 30.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 600.0
+    request_timeout: float = 1800.0
+    max_retries: int = 2
+    health_interval: float = 5.0
+    health_timeout: float = 2.0
+    failure_threshold: int = 3
+    eject_base_seconds: float = 1.0
+    eject_max_seconds: float = 30.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    api_keys: frozenset[str] = field(default_factory=frozenset)
+    session_header: str = "x-session-id"
+    priority_header: str = "x-priority"
+    retry_after_seconds: int = 1

@@ -1,0 +1,119 @@
+"""``llmsvc router``: run the OpenAI-compatible router in front of vLLM backends.
+
+Backends come from ``--backend URL`` (repeatable) or from the EndpointSlices of Service
+``NAME-leaders`` (``--service NAME --namespace NS``). Only the standard library is imported
+at module top; aiohttp and kubernetes-asyncio are imported inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+POLICIES = ("round-robin", "least-request", "prefix-aware", "session")
+API_KEYS_ENV = "LLMSVC_ROUTER_API_KEYS"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The router's flags."""
+    src = parser.add_argument_group("backends (choose one source)")
+    src.add_argument("--backend", action="append", default=[], metavar="URL", help="repeatable")
+    src.add_argument("--service", help="LLMService name: watch EndpointSlices of NAME-leaders")
+    src.add_argument("--namespace", help="namespace of --service")
+    src.add_argument("--backend-port", type=int, default=8000, help="port of discovered backends")
+    parser.add_argument("--policy", choices=POLICIES, default="least-request")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    parser.add_argument("--max-concurrency", type=int, default=256, help="per backend")
+    parser.add_argument("--queue-size", type=int, default=1024, help="waiting requests, max")
+    parser.add_argument("--queue-timeout", type=float, default=30.0, help="seconds in queue, max")
+    parser.add_argument("--connect-timeout", type=float, default=5.0, help="seconds")
+    parser.add_argument("--read-timeout", type=float, default=600.0, help="idle seconds upstream")
+    parser.add_argument("--request-timeout", type=float, default=1800.0, help="seconds in total")
+    parser.add_argument("--max-retries", type=int, default=2, help="before the first byte only")
+    parser.add_argument("--health-interval", type=float, default=5.0, help="seconds")
+    parser.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
+    parser.add_argument("--session-header", default="x-session-id")
+    parser.add_argument("--priority-header", default="x-priority")
+    parser.add_argument(
+        "--api-key-file",
+        type=Path,
+        help=f"file with one API key per line (or env {API_KEYS_ENV}, comma-separated)",
+    )
+
+
+def read_api_keys(path: Path | None, env: str | None) -> frozenset[str]:
+    """API keys from the file (one per line, ``#`` comments) or the environment value."""
+    if path is not None:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise SystemExit(f"llmsvc router: cannot read --api-key-file {path}: {exc}") from None
+        keys = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+        if not keys:
+            raise SystemExit(f"llmsvc router: --api-key-file {path} holds no key")
+        return frozenset(keys)
+    return frozenset(k.strip() for k in (env or "").split(",") if k.strip())
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Exit with a clear message when the flags do not make sense together."""
+    if bool(args.backend) == bool(args.service):
+        raise SystemExit("llmsvc router: give either --backend URL (repeatable) or --service NAME")
+    if args.service and not args.namespace:
+        raise SystemExit("llmsvc router: --service needs --namespace")
+    for url in args.backend:
+        if not url.startswith(("http://", "https://")):
+            raise SystemExit(
+                f"llmsvc router: --backend {url!r} must start with http:// or https://"
+            )
+    for name in ("max_concurrency", "queue_size", "max_body_bytes"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"llmsvc router: --{name.replace('_', '-')} must be at least 1")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the router until interrupted."""
+    from llmsvc.router.app import create_app
+    from llmsvc.router.config import RouterConfig
+    from llmsvc.router.discovery import Discovery, StaticDiscovery
+    from llmsvc.router.kube import EndpointSliceDiscovery
+    from llmsvc.router.server import serve_forever
+
+    validate(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = RouterConfig(
+        policy=args.policy,
+        max_concurrency=args.max_concurrency,
+        queue_size=args.queue_size,
+        queue_timeout=args.queue_timeout,
+        connect_timeout=args.connect_timeout,
+        read_timeout=args.read_timeout,
+        request_timeout=args.request_timeout,
+        max_retries=args.max_retries,
+        health_interval=args.health_interval,
+        max_body_bytes=args.max_body_bytes,
+        api_keys=read_api_keys(args.api_key_file, os.environ.get(API_KEYS_ENV)),
+        session_header=args.session_header,
+        priority_header=args.priority_header,
+    )
+    discovery: Discovery = (
+        StaticDiscovery(args.backend)
+        if args.backend
+        else EndpointSliceDiscovery(args.service, args.namespace, args.backend_port)
+    )
+    logging.getLogger("llmsvc.router").info(
+        "router on %s:%d, policy %s, api keys %s",
+        args.host,
+        args.port,
+        config.policy,
+        "on" if config.api_keys else "off",
+    )
+    try:
+        asyncio.run(serve_forever(create_app(config, discovery), args.host, args.port))
+    except KeyboardInterrupt:
+        return 0
+    return 0

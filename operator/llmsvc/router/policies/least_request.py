@@ -1,0 +1,22 @@
+"""Least request: the eligible endpoint with the fewest requests in flight."""
+
+from __future__ import annotations
+
+from llmsvc.router.policies.base import Endpoint, RequestInfo, Snapshot, least_loaded
+
+
+class LeastRequest:
+    """Fewest in flight wins; ties rotate so idle backends share the load evenly."""
+
+    name = "least-request"
+
+    def __init__(self) -> None:
+        self._turn = 0
+
+    def pick(self, snapshot: Snapshot, request: RequestInfo) -> Endpoint | None:
+        """The least loaded eligible endpoint."""
+        candidates = snapshot.eligible()
+        if not candidates:
+            return None
+        self._turn += 1
+        return least_loaded(candidates, self._turn)

@@ -1,0 +1,77 @@
+"""Pure parsing of client requests into what policies need (prompts are private: never logged)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from llmsvc.router.errors import RequestError
+from llmsvc.router.policies import RequestInfo
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def _chat_prompt(body: Mapping[str, Any]) -> str:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError(400, "'messages' must be a non-empty list of messages", "messages")
+    parts = []
+    for message in messages:
+        if not isinstance(message, dict):
+            raise RequestError(400, "each message must be a JSON object", "messages")
+        parts.append(f"{message.get('role', '')}: {_content_text(message.get('content'))}\n")
+    return "".join(parts)
+
+
+def _text_prompt(body: Mapping[str, Any]) -> str:
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list):
+        return "\n".join(p for p in prompt if isinstance(p, str))
+    raise RequestError(400, "'prompt' must be a string or a list of strings", "prompt")
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 that says what is wrong."""
+    if not body:
+        raise RequestError(400, "the request body is empty; send a JSON object")
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise RequestError(400, "the request body must be a JSON object")
+    return parsed
+
+
+def request_info(path: str, body: bytes, session: str | None) -> RequestInfo:
+    """Validate a completion request and extract its prompt text, model and session key."""
+    parsed = parse_body(body)
+    model = parsed.get("model")
+    if model is not None and not isinstance(model, str):
+        raise RequestError(400, "'model' must be a string", "model")
+    if path.endswith("/chat/completions"):
+        prompt = _chat_prompt(parsed)
+    elif path.endswith("/completions"):
+        prompt = _text_prompt(parsed)
+    else:
+        prompt = ""
+    return RequestInfo(prompt=prompt, session=session or None, model=model)
+
+
+def priority_of(value: str | None) -> int:
+    """The ``x-priority`` header as an integer (higher is served first); 400 if malformed."""
+    if value is None or value == "":
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        raise RequestError(400, "the priority header must be an integer") from None

@@ -1,0 +1,55 @@
+"""Start an aiohttp application on a host/port and report the bound port.
+
+Shared by ``llmsvc router``, ``llmsvc sim``, the tests and the benchmark. Handler
+cancellation is on: when a client disconnects, its handler task is cancelled, which is how a
+client's disconnect travels upstream to the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+
+from aiohttp import web
+
+
+@dataclass
+class Running:
+    """A started server: its runner (to stop it) and the port it listens on."""
+
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:43121``."""
+        return f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Close the listening socket and all connections."""
+        await self.runner.cleanup()
+
+
+async def start(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> Running:
+    """Serve ``app`` on ``host:port`` (``0`` picks a free port) and return once listening."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    site = web.SockSite(runner, sock)
+    await site.start()
+    return Running(runner, host, sock.getsockname()[1])
+
+
+async def serve_forever(app: web.Application, host: str, port: int) -> None:
+    """Serve until cancelled (SIGTERM/SIGINT end ``asyncio.run``)."""
+    running = await start(app, host, port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await running.stop()

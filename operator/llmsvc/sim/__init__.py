@@ -1,0 +1,1 @@
+"""A vLLM-compatible simulator: OpenAI API, vLLM metrics and a latency model for routing."""
