@@ -1,0 +1,147 @@
+"""Remote file descriptions, checksums, and the completion marker that makes a cache trusted.
+
+The marker ``.llmsvc-complete.json`` is written last (atomically) in the model directory and
+holds the manifest: every file with its size and, when the source provides one, its checksum
+(``sha256`` for hub LFS files, ``git-sha1`` for small hub files, ``md5`` / ``s3-etag`` for S3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MARKER = ".llmsvc-complete.json"
+TMP_DIR = ".llmsvc-tmp"
+LOCK = ".llmsvc.lock"
+_CHUNK = 4 << 20
+_MiB = 1 << 20
+_COMMON_PART_MIB = (5, 8, 16, 32, 64, 100, 128, 256, 512, 1024)
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """An expected digest: ``algo`` is sha256, md5, git-sha1 or s3-etag (multipart ETag)."""
+
+    algo: str
+    value: str
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file to have in the model directory; ``key`` is what the source needs to fetch it."""
+
+    path: str
+    size: int
+    checksum: Checksum | None = None
+    key: str = ""
+    ranges: bool = True
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+def file_digest(path: Path, algo: str, size: int) -> str:
+    """Digest of ``path`` in the given algorithm (git-sha1 is git's blob id)."""
+    h = hashlib.sha1() if algo == "git-sha1" else hashlib.new(algo)  # noqa: S324 (git's own id)
+    if algo == "git-sha1":
+        h.update(f"blob {size}\0".encode())
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def multipart_etag(path: Path, part_size: int) -> str:
+    """S3's ETag of a multipart upload with parts of ``part_size``: md5 of the part md5s, -N."""
+    digests = []
+    with path.open("rb") as f:
+        while block := f.read(part_size):
+            digests.append(hashlib.md5(block).digest())  # noqa: S324 (S3's definition)
+    return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"  # noqa: S324
+
+
+def etag_part_sizes(size: int, parts: int) -> list[int]:
+    """Part sizes an uploader may have used to produce ``parts`` parts for ``size`` bytes."""
+    guess = -(-size // parts)
+    guess_mib = -(-guess // _MiB) * _MiB
+    candidates = [m * _MiB for m in _COMMON_PART_MIB] + [guess_mib, guess]
+    fits = [p for p in dict.fromkeys(candidates) if p > 0 and -(-size // p) == parts]
+    return fits[:3]
+
+
+def matches(path: Path, checksum: Checksum | None, size: int) -> bool:
+    """Whether ``path`` has ``size`` bytes and, when known, the expected checksum."""
+    try:
+        if path.stat().st_size != size:
+            return False
+    except OSError:
+        return False
+    if checksum is None:
+        return True
+    if checksum.algo != "s3-etag":
+        return file_digest(path, checksum.algo, size) == checksum.value
+    parts = int(checksum.value.rsplit("-", 1)[1])
+    return any(multipart_etag(path, p) == checksum.value for p in etag_part_sizes(size, parts))
+
+
+@dataclass(frozen=True)
+class Marker:
+    """The completion marker: what was asked for, what it resolved to, and the files."""
+
+    request: dict[str, Any]
+    resolved: str
+    files: list[RemoteFile]
+
+
+def _file_to_json(f: RemoteFile) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": f.path, "size": f.size}
+    if f.checksum is not None:
+        out["checksum"] = {"algo": f.checksum.algo, "value": f.checksum.value}
+    return out
+
+
+def _file_from_json(d: dict[str, Any]) -> RemoteFile:
+    c = d.get("checksum")
+    checksum = Checksum(str(c["algo"]), str(c["value"])) if c else None
+    return RemoteFile(path=str(d["path"]), size=int(d["size"]), checksum=checksum)
+
+
+def write_marker(model_dir: Path, marker: Marker) -> None:
+    """Write the marker atomically (temp name, fsync, rename, fsync the directory)."""
+    doc = {
+        "version": 1,
+        "request": marker.request,
+        "resolved": marker.resolved,
+        "files": [_file_to_json(f) for f in marker.files],
+    }
+    tmp = model_dir / f"{MARKER}.tmp-{os.getpid()}"
+    with tmp.open("w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(model_dir / MARKER)
+    fsync_dir(model_dir)
+
+
+def read_marker(model_dir: Path) -> Marker | None:
+    """The marker, or None when absent or unreadable (an unreadable marker is not trusted)."""
+    try:
+        doc = json.loads((model_dir / MARKER).read_text())
+        files = [_file_from_json(d) for d in doc["files"]]
+        return Marker(request=dict(doc["request"]), resolved=str(doc["resolved"]), files=files)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def fsync_dir(path: Path) -> None:
+    """Persist a rename in ``path`` (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

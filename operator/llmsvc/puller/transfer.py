@@ -1,0 +1,308 @@
+"""The transfer engine: parallel ranged downloads into temporary files, resumable, verified.
+
+Every file is fetched into ``.llmsvc-tmp/<path>`` as parts of ``part_size`` bytes (one part
+below ``threshold``), written in place with ``pwrite`` by a pool of threads. A small JSON state
+next to it records how many bytes of each part are on disk, so a later run resumes where a
+crashed one stopped. A finished file is checked (size, checksum when known), fsynced and renamed
+into place; a checksum mismatch fetches it once more before giving up.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from llmsvc.puller.errors import (
+    NetworkError,
+    OutOfSpaceError,
+    PullError,
+    TransientError,
+    VerifyError,
+)
+from llmsvc.puller.manifest import TMP_DIR, RemoteFile, fsync_dir, matches
+from llmsvc.puller.progress import Progress, human
+from llmsvc.puller.sources import Source
+
+log = logging.getLogger("llmsvc.pull")
+_READ = 1 << 20
+_SPACE_MARGIN = 16 << 20
+T = TypeVar("T")
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes available to this user on the filesystem holding ``path``."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+@dataclass
+class Options:
+    """Tuning and injected effects (free-space probe, sleep) of one transfer."""
+
+    concurrency: int = 8
+    part_size: int = 32 << 20
+    threshold: int = 64 << 20
+    retries: int = 8
+    backoff: float = 0.5
+    backoff_max: float = 20.0
+    progress_interval: float = 5.0
+    free_space: Callable[[Path], int] = free_bytes
+    sleep: Callable[[float], None] = time.sleep
+
+
+def plan_parts(size: int, ranges: bool, part_size: int, threshold: int) -> list[tuple[int, int]]:
+    """``[start, end)`` ranges covering ``size`` bytes: one part unless ranged and large."""
+    if not ranges or size <= threshold or part_size <= 0:
+        return [(0, size)]
+    return [(s, min(s + part_size, size)) for s in range(0, size, part_size)]
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff: ``base * 2**(attempt-1)`` capped at ``cap``."""
+    return float(min(cap, base * (2 ** (attempt - 1))))
+
+
+def with_retries(what: str, fn: Callable[[], T], opts: Options) -> T:
+    """Run ``fn``, retrying :class:`TransientError` with backoff; then :class:`NetworkError`."""
+    for attempt in range(1, opts.retries + 2):
+        try:
+            return fn()
+        except TransientError as exc:
+            if attempt > opts.retries:
+                raise NetworkError(f"{what}: gave up after {opts.retries} retries: {exc}") from exc
+            delay = backoff_delay(attempt, opts.backoff, opts.backoff_max)
+            log.warning(
+                "%s failed (%s); retry %d/%d in %.1fs", what, exc, attempt, opts.retries, delay
+            )
+            opts.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Part:
+    """A byte range of a file and how much of it is on disk."""
+
+    start: int
+    end: int
+    done: int = 0
+
+
+@dataclass
+class FileJob:
+    """One file being fetched: its temporary data file, state file and parts."""
+
+    remote: RemoteFile
+    tmp: Path
+    final: Path
+    parts: list[Part]
+    fd: int = -1
+    remaining: int = 0
+    finished: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def state_path(self) -> Path:
+        return self.tmp.with_name(self.tmp.name + ".state.json")
+
+    def state(self) -> dict[str, object]:
+        c = self.remote.checksum
+        return {
+            "size": self.remote.size,
+            "checksum": None if c is None else [c.algo, c.value],
+            "parts": [[p.start, p.end, p.done] for p in self.parts],
+        }
+
+    def save_state(self) -> None:
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        tmp.write_text(json.dumps(self.state()))
+        tmp.replace(self.state_path)
+
+    def missing(self) -> int:
+        return sum(p.end - p.start - p.done for p in self.parts)
+
+
+def open_job(f: RemoteFile, model_dir: Path, opts: Options) -> FileJob:
+    """A job for ``f``, resuming a previous run's parts when its state still matches."""
+    tmp = model_dir / TMP_DIR / f.path
+    ranges = plan_parts(f.size, f.ranges, opts.part_size, opts.threshold)
+    job = FileJob(f, tmp, model_dir / f.path, [Part(s, e) for s, e in ranges])
+    old = _load_state(job)
+    if old is not None:
+        job.parts = old
+        log.info("resuming %s: %s already on disk", f.path, human(f.size - job.missing()))
+    return job
+
+
+def _load_state(job: FileJob) -> list[Part] | None:
+    try:
+        doc = json.loads(job.state_path.read_text())
+        if job.tmp.stat().st_size != job.remote.size:
+            return None
+        fresh = job.state()
+        if doc["size"] != fresh["size"] or doc["checksum"] != fresh["checksum"]:
+            return None
+        return [Part(int(s), int(e), int(d)) for s, e, d in doc["parts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class Transfer:
+    """Fetch a list of files from one source into ``model_dir``."""
+
+    def __init__(self, source: Source, model_dir: Path, opts: Options) -> None:
+        self.source, self.model_dir, self.opts = source, model_dir, opts
+        self.cancel = threading.Event()
+        self.jobs: list[FileJob] = []
+        self.progress = Progress(0, 0)
+
+    def run(self, files: list[RemoteFile]) -> None:
+        (self.model_dir / TMP_DIR).mkdir(parents=True, exist_ok=True)
+        self.jobs = [open_job(f, self.model_dir, self.opts) for f in files]
+        need = sum(j.missing() for j in self.jobs)
+        self._check_space(need)
+        self.progress = Progress(need, len(self.jobs))
+        log.info("fetching %d files, %s", len(self.jobs), human(need))
+        reporter = threading.Thread(target=self._report, daemon=True)
+        reporter.start()
+        try:
+            self._run_parts()
+        finally:
+            self.cancel.set()
+            reporter.join()
+            self._close_and_save()
+        log.info("fetched %s in %.1fs", human(self.progress.done), self.progress.elapsed())
+
+    def _check_space(self, need: int) -> None:
+        free = self.opts.free_space(self.model_dir)
+        if need + _SPACE_MARGIN > free:
+            raise OutOfSpaceError(
+                f"{self.model_dir} needs {human(need)} more but its volume has {human(free)} "
+                "free; give the cache volume more space (or free some) and retry"
+            )
+
+    def _run_parts(self) -> None:
+        tasks = [(j, p) for j in self.jobs for p in j.parts if p.done < p.end - p.start]
+        for j in self.jobs:
+            j.tmp.parent.mkdir(parents=True, exist_ok=True)
+            j.fd = os.open(j.tmp, os.O_RDWR | os.O_CREAT, 0o644)
+            os.ftruncate(j.fd, j.remote.size)
+            j.remaining = sum(1 for p in j.parts if p.done < p.end - p.start)
+        for j in [j for j in self.jobs if j.remaining == 0]:
+            self._finish(j)
+        with ThreadPoolExecutor(max(1, self.opts.concurrency), "llmsvc-pull") as pool:
+            futures: list[Future[None]] = [pool.submit(self._part, j, p) for j, p in tasks]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            error = next((e for f in done if (e := f.exception()) is not None), None)
+            if error is not None:
+                self.cancel.set()
+                for f in futures:
+                    f.cancel()
+                raise error
+
+    def _part(self, job: FileJob, part: Part) -> None:
+        what = f"fetching {job.remote.path} bytes {part.start + part.done}-{part.end}"
+        with_retries(what, lambda: self._stream(job, part), self.opts)
+        with job.lock:
+            job.remaining -= 1
+            last = job.remaining == 0
+        if last:
+            self._finish(job)
+
+    def _stream(self, job: FileJob, part: Part) -> None:
+        if self.cancel.is_set():
+            raise PullError("cancelled")
+        stream = self.source.open(job.remote, part.start + part.done, part.end)
+        try:
+            while part.done < part.end - part.start and not self.cancel.is_set():
+                want = min(_READ, part.end - part.start - part.done)
+                data = stream.read(want)
+                if not data:
+                    raise TransientError("connection ended before the range was complete")
+                _pwrite(job.fd, data, part.start + part.done)
+                part.done += len(data)
+                self.progress.add(len(data))
+        finally:
+            stream.close()
+        if self.cancel.is_set():
+            raise PullError("cancelled")
+
+    def _finish(self, job: FileJob) -> None:
+        os.fsync(job.fd)
+        if not matches(job.tmp, self.source.expected(job.remote), job.remote.size):
+            self._refetch(job)
+        job.final.parent.mkdir(parents=True, exist_ok=True)
+        job.finished = True
+        job.tmp.replace(job.final)
+        job.state_path.unlink(missing_ok=True)
+        fsync_dir(job.final.parent)
+        self.progress.file_finished()
+
+    def _refetch(self, job: FileJob) -> None:
+        """A checksum mismatch after download: fetch the whole file once more, in one stream."""
+        log.warning("%s does not match its checksum; fetching it again", job.remote.path)
+        job.parts = [Part(0, job.remote.size)]
+        self._part_again(job)
+        c = self.source.expected(job.remote)
+        if not matches(job.tmp, c, job.remote.size):
+            raise VerifyError(
+                f"{job.remote.path} still does not match its {c.algo if c else 'size'} after "
+                "fetching it twice: the source serves different bytes than it advertises"
+            )
+
+    def _part_again(self, job: FileJob) -> None:
+        part = job.parts[0]
+        with_retries(f"refetching {job.remote.path}", lambda: self._stream(job, part), self.opts)
+        os.fsync(job.fd)
+
+    def _report(self) -> None:
+        last = time.monotonic()
+        while not self.cancel.wait(1.0):
+            self._save_states()
+            if time.monotonic() - last >= self.opts.progress_interval:
+                last = time.monotonic()
+                log.info("%s", self.progress.line())
+
+    def _save_states(self) -> None:
+        for j in self.jobs:
+            if j.fd >= 0 and not j.finished:
+                try:
+                    j.save_state()
+                except OSError as exc:
+                    log.debug("cannot save state of %s: %s", j.remote.path, exc)
+
+    def _close_and_save(self) -> None:
+        self._save_states()
+        for j in self.jobs:
+            if j.fd >= 0:
+                os.close(j.fd)
+                j.fd = -1
+
+
+def _pwrite(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.pwrite(fd, view, offset)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OutOfSpaceError(
+                    f"the cache volume ran out of space while writing: {exc.strerror}; "
+                    "give it more space and retry (the partial download is kept)"
+                ) from exc
+            raise
+        view, offset = view[n:], offset + n
+
+
+def clean_tmp(model_dir: Path) -> None:
+    """Remove the temporary directory once every file is in place."""
+    shutil.rmtree(model_dir / TMP_DIR, ignore_errors=True)
