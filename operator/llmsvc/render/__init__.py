@@ -1,0 +1,43 @@
+"""PURE rendering: an :class:`~llmsvc.api.LLMService` -> every child manifest, as plain dicts.
+
+No I/O, no clock, no Kubernetes client: the same input always gives the same output, so the
+operator (which adds ownerReferences and applies them) and ``llmsvc render`` share one code path.
+Modules: ``names`` (names, labels, selectors), ``engine`` (StatefulSets), ``command`` (the rank
+script and probes), ``volumes`` (cache and puller), ``services``, ``router``, ``autoscaling``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmsvc import __version__
+from llmsvc.api import LLMService
+from llmsvc.render import autoscaling, engine, router, services
+from llmsvc.render.volumes import model_path
+
+DEFAULT_IMAGE = f"llmsvc/llmservice-operator:{__version__}"
+
+
+def sort_key(manifest: dict[str, Any]) -> tuple[str, str, str]:
+    """Stable output order: kind, then name (then namespace)."""
+    meta = manifest["metadata"]
+    return (manifest["kind"], meta["name"], meta.get("namespace", ""))
+
+
+def render(svc: LLMService, *, image: str = DEFAULT_IMAGE) -> list[dict[str, Any]]:
+    """Every child of ``svc``, sorted by (kind, name); ``image`` runs the puller and the router.
+
+    Raises :class:`~llmsvc.api.InvalidSpecError` for a spec the schema accepts but the weight
+    puller cannot use (e.g. a revision with characters not allowed in a cache path).
+    """
+    path = model_path(svc)
+    children = [
+        *services.services(svc),
+        *(engine.statefulset(svc, g, path, image) for g in range(svc.spec.replicas)),
+        *router.router(svc, image),
+        *autoscaling.hpa(svc),
+    ]
+    return sorted(children, key=sort_key)
+
+
+__all__ = ["DEFAULT_IMAGE", "render", "sort_key"]

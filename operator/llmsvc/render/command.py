@@ -1,0 +1,118 @@
+"""The engine's shell script and probe commands: one pod template serves every rank.
+
+The rank is only known inside the pod (``$NODE_RANK``, from the pod-index label), so the container
+runs ``/bin/sh -c SCRIPT`` that branches on it. Every string that comes from the user (model path,
+served name, extra args) is quoted with :func:`shlex.quote`, so no spec value can inject shell.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from llmsvc.api import LLMService
+from llmsvc.render.names import HTTP_PORT, RAY_PORT
+
+HEALTH_URL = f"http://127.0.0.1:{HTTP_PORT}/health"
+HEALTH_TIMEOUT_SECONDS = 4
+
+_IS_LEADER = '[ "$NODE_RANK" = "0" ]'
+
+
+def vllm_serve(svc: LLMService, model_path: str, *, headless: bool) -> list[str]:
+    """The ``vllm serve`` words for one rank, already shell-quoted."""
+    spec = svc.spec
+    par = spec.parallelism
+    words = [
+        "vllm serve",
+        shlex.quote(model_path),
+        f"--tensor-parallel-size {par.tensor}",
+        f"--pipeline-parallel-size {par.pipeline}",
+        f"--max-model-len {spec.engine.max_model_len}",
+        f"--gpu-memory-utilization {spec.engine.gpu_memory_utilization}",
+        f"--served-model-name {shlex.quote(svc.served_name)}",
+        f"--port {HTTP_PORT}",
+    ]
+    if par.backend == "ray":
+        words.append("--distributed-executor-backend ray")
+    elif par.nodes > 1:
+        words += [
+            f"--nnodes {par.nodes}",
+            '--node-rank "$NODE_RANK"',
+            '--master-addr "$MASTER_ADDR"',
+            '--master-port "$MASTER_PORT"',
+        ]
+    if headless:
+        words.append("--headless")
+    return words + [shlex.quote(arg) for arg in spec.engine.args]
+
+
+def _exec(words: Sequence[str]) -> str:
+    return "exec " + " \\\n  ".join(words)
+
+
+def _branch(leader: str, worker: str) -> str:
+    indent = "\n  ".join
+    return (
+        f"if {_IS_LEADER}; then\n  {indent(leader.splitlines())}\n"
+        f"else\n  {indent(worker.splitlines())}\nfi"
+    )
+
+
+def native_script(svc: LLMService, model_path: str) -> str:
+    """vLLM's own multi-node launch: every rank runs ``vllm serve``, ranks != 0 ``--headless``."""
+    leader = _exec(vllm_serve(svc, model_path, headless=False))
+    if svc.spec.parallelism.nodes == 1:
+        return f"set -eu\n{leader}\n"
+    worker = _exec(vllm_serve(svc, model_path, headless=True))
+    return f"set -eu\n{_branch(leader, worker)}\n"
+
+
+# Counts the alive nodes of the local Ray cluster (0 while it is not reachable yet).
+_RAY_ALIVE = (
+    'python3 -c \'import ray; ray.init(address="auto", logging_level="ERROR"); '
+    'print(sum(1 for n in ray.nodes() if n["Alive"]))\' 2>/dev/null || echo 0'
+)
+# Succeeds once the head's GCS port accepts connections.
+_HEAD_UP = (
+    "python3 -c 'import socket, sys; "
+    f'socket.create_connection((sys.argv[1], {RAY_PORT}), 5)\' "$MASTER_ADDR" 2>/dev/null'
+)
+
+
+def ray_script(svc: LLMService, model_path: str) -> str:
+    """Ray backend: rank 0 starts the head, waits for NNODES nodes, then serves; others join."""
+    leader = "\n".join(
+        [
+            f"ray start --head --port={RAY_PORT}",
+            f'until [ "$({_RAY_ALIVE})" -ge "$NNODES" ]; do sleep 5; done',
+            _exec(vllm_serve(svc, model_path, headless=False)),
+        ]
+    )
+    worker = "\n".join(
+        [
+            f"until {_HEAD_UP}; do sleep 5; done",
+            f'exec ray start --address="$MASTER_ADDR:{RAY_PORT}" --block',
+        ]
+    )
+    return f"set -eu\n{_branch(leader, worker)}\n"
+
+
+def engine_command(svc: LLMService, model_path: str) -> list[str]:
+    """The engine container's command for the chosen backend."""
+    if svc.spec.parallelism.backend == "ray":
+        return ["/bin/sh", "-c", ray_script(svc, model_path)]
+    return ["/bin/sh", "-c", native_script(svc, model_path)]
+
+
+def health_probe_command() -> list[str]:
+    """Exec probe: rank 0 checks ``/health`` (python3 urllib is in every vLLM image); others pass.
+
+    Workers serve no HTTP, and one pod template serves every rank, so the probe branches on the
+    rank instead of doing HTTP everywhere.
+    """
+    check = (
+        f"python3 -c 'import urllib.request; "
+        f'urllib.request.urlopen("{HEALTH_URL}", timeout={HEALTH_TIMEOUT_SECONDS})\''
+    )
+    return ["/bin/sh", "-c", f'[ "$NODE_RANK" != "0" ] || {check}']

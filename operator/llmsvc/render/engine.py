@@ -1,0 +1,206 @@
+"""The ranks: one StatefulSet per model replica (group), with the pod template every rank shares.
+
+Group ``g`` is StatefulSet ``NAME-g`` with ``nodes`` pods; pod ordinal = node rank. The pod
+template wires the ranks together (env, command), pre-pulls the weights in an init container,
+and probes only rank 0 over HTTP.
+
+Security: the puller and router run fully restricted (non-root, read-only root filesystem). The
+engine container drops all capabilities and privilege escalation but is not forced to run as
+non-root, because the upstream vLLM images run as root.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from llmsvc.api import LLMService
+from llmsvc.render import names
+from llmsvc.render.command import engine_command, health_probe_command
+from llmsvc.render.volumes import (
+    MODEL_CACHE,
+    MOUNT_PATH,
+    cache_volumes,
+    init_container,
+    pod_volumes,
+)
+
+Manifest = dict[str, Any]
+
+GPU = "nvidia.com/gpu"
+TERMINATION_GRACE_SECONDS = 60
+STARTUP_PERIOD_SECONDS = 10
+# Paths inside the container (not temp files on this machine).
+SHM_PATH = "/dev/shm"  # noqa: S108
+RANK_FIELD = f"metadata.labels['{names.POD_INDEX}']"
+
+ENGINE_SECURITY: Manifest = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _field_env(name: str, path: str) -> Manifest:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def _value_env(name: str, value: object) -> Manifest:
+    return {"name": name, "value": str(value)}
+
+
+def rank_env(svc: LLMService, g: int) -> list[Manifest]:
+    """Env on every rank: rendezvous, LWS-compatible names, vLLM settings, then the user's env."""
+    par = svc.spec.parallelism
+    master = names.master_address(svc.name, svc.namespace, g)
+    env = [
+        _value_env("MASTER_ADDR", master),
+        _value_env("MASTER_PORT", names.RENDEZVOUS_PORT),
+        _field_env("NODE_RANK", RANK_FIELD),
+        _value_env("NNODES", par.nodes),
+        _value_env("WORLD_SIZE", par.tensor * par.pipeline),
+        _value_env("LWS_LEADER_ADDRESS", master),
+        _value_env("LWS_GROUP_SIZE", par.nodes),
+        _field_env("LWS_WORKER_INDEX", RANK_FIELD),
+        _value_env("VLLM_ENGINE_READY_TIMEOUT_S", svc.spec.startup.timeout_seconds),
+        _value_env("HF_HUB_OFFLINE", 1),
+        _field_env("VLLM_HOST_IP", "status.podIP"),
+    ]
+    return env + [var.wire() for var in svc.spec.engine.env]
+
+
+def _exec_probe(period: int, failures: int) -> Manifest:
+    return {
+        "exec": {"command": health_probe_command()},
+        "timeoutSeconds": 5,
+        "periodSeconds": period,
+        "failureThreshold": failures,
+    }
+
+
+def probes(svc: LLMService) -> Manifest:
+    """startup/readiness/liveness: HTTP /health on rank 0, immediate success on other ranks.
+
+    The startup window (failureThreshold x periodSeconds) covers startup.timeoutSeconds.
+    """
+    startup_failures = math.ceil(svc.spec.startup.timeout_seconds / STARTUP_PERIOD_SECONDS)
+    return {
+        "startupProbe": _exec_probe(STARTUP_PERIOD_SECONDS, startup_failures),
+        "readinessProbe": _exec_probe(5, 3),
+        "livenessProbe": _exec_probe(10, 3),
+    }
+
+
+def _resources(svc: LLMService) -> Manifest:
+    res = svc.spec.engine.resources
+    gpus = svc.spec.parallelism.gpus_per_node
+    requests = {key: str(value) for key, value in res.requests.items()} | {GPU: gpus}
+    limits = {key: str(value) for key, value in res.limits.items()} | {GPU: gpus}
+    return {"requests": requests, "limits": limits}
+
+
+def engine_container(svc: LLMService, g: int, model_path: str) -> Manifest:
+    """The vLLM container of every rank of group ``g``."""
+    ports = [
+        {"name": "http", "containerPort": names.HTTP_PORT, "protocol": "TCP"},
+        {"name": "rendezvous", "containerPort": names.RENDEZVOUS_PORT, "protocol": "TCP"},
+    ]
+    if svc.spec.parallelism.backend == "ray":
+        ports.append({"name": "ray", "containerPort": names.RAY_PORT, "protocol": "TCP"})
+    container: Manifest = {
+        "name": "engine",
+        "image": svc.spec.engine.image,
+        "command": engine_command(svc, model_path),
+        "env": rank_env(svc, g),
+    }
+    secret = svc.spec.model.credentials_secret
+    if secret:
+        container["envFrom"] = [{"secretRef": {"name": secret}}]
+    return container | {
+        "ports": ports,
+        "resources": _resources(svc),
+        **probes(svc),
+        "volumeMounts": [
+            {"name": "dshm", "mountPath": SHM_PATH},
+            {"name": MODEL_CACHE, "mountPath": MOUNT_PATH, "readOnly": True},
+        ],
+        "securityContext": copy.deepcopy(ENGINE_SECURITY),
+    }
+
+
+def _affinity(svc: LLMService, g: int) -> Manifest:
+    """The user's affinity plus, with topologyKey, a required pod affinity to the own group."""
+    sched = svc.spec.scheduling
+    affinity = copy.deepcopy(sched.affinity)
+    if sched.topology_key:
+        pod_affinity = affinity.setdefault("podAffinity", {})
+        terms = pod_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", [])
+        terms.append(
+            {
+                "labelSelector": {"matchLabels": names.group_selector(svc.name, g)},
+                "topologyKey": sched.topology_key,
+            }
+        )
+    return affinity
+
+
+def _scheduling(svc: LLMService, g: int) -> Manifest:
+    sched = svc.spec.scheduling
+    fields: Manifest = {
+        "nodeSelector": dict(sched.node_selector),
+        "tolerations": copy.deepcopy(sched.tolerations),
+        "affinity": _affinity(svc, g),
+        "priorityClassName": sched.priority_class_name,
+    }
+    return {key: value for key, value in fields.items() if value}
+
+
+def pod_labels(svc: LLMService, g: int) -> dict[str, str]:
+    """Labels of the ranks of group ``g`` (the StatefulSet adds the pod-index label)."""
+    return names.common_labels(svc.name, names.ENGINE) | {names.LABEL_GROUP: str(g)}
+
+
+def pod_spec(svc: LLMService, g: int, model_path: str, image: str) -> Manifest:
+    """The pod spec shared by every rank of group ``g``."""
+    return {
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "securityContext": {"fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        **_scheduling(svc, g),
+        "initContainers": [init_container(svc, image)],
+        "containers": [engine_container(svc, g, model_path)],
+        "volumes": pod_volumes(svc),
+    }
+
+
+def statefulset(svc: LLMService, g: int, model_path: str, image: str) -> Manifest:
+    """StatefulSet ``NAME-g``: the ranks of model replica ``g``."""
+    _volumes, claims = cache_volumes(svc)
+    spec: Manifest = {
+        "replicas": svc.spec.parallelism.nodes,
+        "serviceName": names.headless(svc.name),
+        "podManagementPolicy": "Parallel",
+        "updateStrategy": {"type": "OnDelete"},
+        "selector": {"matchLabels": names.group_selector(svc.name, g)},
+        "template": {
+            "metadata": {"labels": pod_labels(svc, g)},
+            "spec": pod_spec(svc, g, model_path, image),
+        },
+    }
+    if claims:
+        spec["volumeClaimTemplates"] = claims
+        spec["persistentVolumeClaimRetentionPolicy"] = {
+            "whenDeleted": "Delete",
+            "whenScaled": "Retain",
+        }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {
+            "name": names.statefulset(svc.name, g),
+            "namespace": svc.namespace,
+            "labels": pod_labels(svc, g),
+        },
+        "spec": spec,
+    }
