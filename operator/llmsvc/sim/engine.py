@@ -144,27 +144,33 @@ class Engine:
         start = time.monotonic()
         produced = 0
         self.stats.started += 1
-        self.stats.waiting += 1
         try:
-            async with self._slots:
-                self.stats.waiting -= 1
-                self.stats.running += 1
-                try:
-                    await self._prefill_prompt(tokens)
-                    self._observer.ttft(time.monotonic() - start)
-                    for word in self.output_words(prompt, max_tokens):
-                        if produced:
-                            await self._decode_step()
-                        produced += 1
-                        self.stats.generation_tokens += 1
-                        yield word
-                finally:
-                    self.stats.running -= 1
+            await self._wait_for_slot()
+            self.stats.running += 1
+            try:
+                await self._prefill_prompt(tokens)
+                self._observer.ttft(time.monotonic() - start)
+                for word in self.output_words(prompt, max_tokens):
+                    if produced:
+                        await self._decode_step()
+                    produced += 1
+                    self.stats.generation_tokens += 1
+                    yield word
+            finally:
+                self.stats.running -= 1
+                self._slots.release()
         except BaseException:
             self._record_abort(request_id, produced, max_tokens)
             raise
         self.stats.finished += 1
         self._observer.e2e(time.monotonic() - start)
+
+    async def _wait_for_slot(self) -> None:
+        self.stats.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.stats.waiting -= 1
 
     def _record_abort(self, request_id: str, produced: int, max_tokens: int) -> None:
         if produced < max_tokens:
