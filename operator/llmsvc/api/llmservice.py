@@ -6,9 +6,12 @@ into a validated :class:`LLMService`, reporting every problem with its field pat
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from llmsvc.api.rules import ROOT_RULES
 from llmsvc.api.spec import LLMServiceSpec
@@ -76,12 +79,18 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts).replace(".[", "[")
 
 
+def _message(err: ErrorDetails) -> str:
+    """pydantic's message, worded as the API server words it where the two differ."""
+    if err["type"] == "missing":
+        return "Required value"
+    if err["type"] == "literal_error":
+        allowed = ", ".join(f'"{v}"' for v in re.findall(r"'([^']*)'", err["ctx"]["expected"]))
+        return f"Unsupported value: {json.dumps(err['input'], default=str)}: supported values: {allowed}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def _problems(error: ValidationError) -> list[str]:
-    lines = []
-    for err in error.errors():
-        message = str(err["msg"]).removeprefix("Value error, ")
-        lines.append(f"{_path(err['loc']) or '(root)'}: {message}")
-    return lines
+    return [f"{_path(err['loc']) or '(root)'}: {_message(err)}" for err in error.errors()]
 
 
 def parse(manifest: dict[str, Any]) -> LLMService:

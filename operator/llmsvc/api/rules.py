@@ -55,7 +55,16 @@ OWNED_FLAGS = (
     "--gpu-memory-utilization",
 )
 URI_SCHEMES = ("hf", "s3", "gs", "https", "http", "pvc")
-URI_PATTERN = r"^(hf://[^/\s]+/[^/\s]+|s3://[^/\s]+(/\S*)?|gs://[^/\s]+(/\S*)?|https?://\S+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/\S*)?)$"
+# The same shapes the weight puller accepts (llmsvc.puller.layout): Hugging Face ORG/NAME segments,
+# S3/GCS bucket names, an HTTP host with a path, a claim name.
+_HF_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
+_BUCKET = r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]"
+URI_PATTERN = (
+    rf"^(hf://{_HF_SEGMENT}/{_HF_SEGMENT}|s3://{_BUCKET}(/\S*)?|gs://{_BUCKET}(/\S*)?"
+    r"|https?://[^/\s]+/\S+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/\S*)?)$"
+)
+# A revision is also a directory name in the cache.
+REVISION_PATTERN = r"^[A-Za-z0-9._][A-Za-z0-9._/-]*$"
 _OWNED_FLAG_RE = "^(" + "|".join(OWNED_FLAGS) + ")(=.*)?$"
 
 

@@ -6,9 +6,10 @@ is written into the CRD so the API server fills it in.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from llmsvc.api.base import QUANTITY_PATTERN, KubeObject, Model, Quantity
 from llmsvc.api.rules import (
@@ -18,6 +19,7 @@ from llmsvc.api.rules import (
     MAX_REPLICAS,
     MODEL_RULES,
     PARALLELISM_RULES,
+    REVISION_PATTERN,
     Rule,
 )
 
@@ -39,7 +41,9 @@ class ModelSource(Model):
     revision: str | None = Field(
         default=None,
         max_length=256,
-        description="Commit, tag or branch to pin (hf://); unset means the default branch.",
+        pattern=REVISION_PATTERN,
+        description="Commit, tag or branch to pin (hf://), or a cache key to force a fresh copy "
+        "(s3://, gs://, https://); unset means the default branch (hf) or 'latest'.",
     )
     served_name: str | None = Field(
         default=None,
@@ -66,6 +70,15 @@ class CacheSpec(Model):
         "storageClassName, else the sizeLimit of the emptyDir.",
         json_schema_extra={"pattern": QUANTITY_PATTERN},
     )
+
+    @field_validator("size")
+    @classmethod
+    def _quantity(cls, size: int | str | None) -> int | str | None:
+        # The CRD enforces the pattern on strings; pydantic only sees it in json_schema_extra.
+        if isinstance(size, str) and not re.fullmatch(QUANTITY_PATTERN, size):
+            raise ValueError(f"should match '{QUANTITY_PATTERN}': use a quantity like 200Gi")
+        return size
+
     storage_class_name: str | None = Field(
         default=None,
         max_length=253,
