@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from llmsvc.api.base import Model
 
@@ -16,7 +16,13 @@ ConditionType = Literal["Ready", "Progressing", "Degraded"]
 GroupPhase = Literal["Pending", "Starting", "Ready", "Restarting", "Failed"]
 
 
-class Condition(Model):
+class StatusModel(Model):
+    """Status is read back from the server: tolerate fields a newer operator may have written."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Condition(StatusModel):
     """One aspect of the LLMService's state, as in metav1.Condition."""
 
     type: str = Field(max_length=316, description="Ready, Progressing or Degraded.")
@@ -34,7 +40,7 @@ class Condition(Model):
     )
 
 
-class GroupStatus(Model):
+class GroupStatus(StatusModel):
     """The state of one model replica (one StatefulSet of ranks)."""
 
     index: int = Field(ge=0, description="Group number g (StatefulSet NAME-g).")
@@ -50,7 +56,7 @@ class GroupStatus(Model):
     )
 
 
-class LLMServiceStatus(Model):
+class LLMServiceStatus(StatusModel):
     """Observed state of an LLMService."""
 
     observed_generation: int | None = Field(

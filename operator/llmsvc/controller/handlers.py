@@ -1,0 +1,95 @@
+"""kopf wiring: which events start a reconcile, and the operator's kopf settings.
+
+Everything funnels into :meth:`llmsvc.controller.runtime.Runtime.reconcile`: create, update and
+resume of an LLMService, a periodic timer (drift repair, restart backoff), and events of the
+children (pods, StatefulSets, Deployments) that poke their owner's reconcile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from llmsvc.api import GROUP, PLURAL, VERSION
+from llmsvc.controller.kube import api_client
+from llmsvc.controller.runtime import Runtime
+from llmsvc.render import names
+
+LLMSVC = (GROUP, VERSION, PLURAL)
+OWNED = {names.LABEL_NAME: kopf.PRESENT}
+
+
+def _ns(namespace: str | None) -> str:
+    if not namespace:  # LLMServices and their children are namespaced; kopf types allow None
+        raise kopf.PermanentError("a namespaced object arrived without a namespace")
+    return namespace
+
+
+def configure(settings: kopf.OperatorSettings, level: int) -> None:
+    """kopf settings: our own annotation prefix, and timeouts chosen on purpose."""
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Ask the API server to end every watch after 5 minutes: a connection that died silently
+    # (a load balancer dropping idle TCP) is then replaced within minutes, not never.
+    settings.watching.server_timeout = 300
+    # The client gives up a little after the server should have ended the watch.
+    settings.watching.client_timeout = 330
+    # Connecting to a healthy API server takes milliseconds; 10 s means it is unreachable.
+    settings.watching.connect_timeout = 10
+    # Our own requests are small; 30 s (not kopf's 5 min) keeps a stuck call from stalling a
+    # reconcile for long.
+    settings.networking.request_timeout = 30
+    settings.networking.connect_timeout = 10
+    # One operator replica; no peering CRD to install.
+    settings.peering.standalone = True
+    # Log records are not Events; the operator posts its own Events with CamelCase reasons.
+    settings.posting.level = logging.ERROR
+    logging.getLogger("kopf").setLevel(level)
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Runtime, *, resync: float) -> None:
+    """Register every handler on ``registry``."""
+
+    @kopf.on.startup(registry=registry)
+    async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings, logging.getLogger().level)
+        runtime.attach(await api_client())
+
+    @kopf.on.cleanup(registry=registry)
+    async def _cleanup(**_: Any) -> None:
+        await runtime.close()
+
+    @kopf.on.resume(*LLMSVC, registry=registry)
+    @kopf.on.create(*LLMSVC, registry=registry)
+    @kopf.on.update(*LLMSVC, registry=registry)
+    async def _changed(*, namespace: str | None, name: str, **_: Any) -> None:
+        await runtime.reconcile(_ns(namespace), name)
+
+    @kopf.timer(*LLMSVC, interval=resync, initial_delay=resync, registry=registry)
+    async def _resync(*, namespace: str | None, name: str, **_: Any) -> None:
+        await runtime.reconcile(_ns(namespace), name)
+
+    @kopf.on.delete(*LLMSVC, optional=True, registry=registry)
+    async def _deleted(*, namespace: str | None, name: str, **_: Any) -> None:
+        runtime.forget(_ns(namespace), name)
+
+    for group, version, plural in (
+        ("", "v1", "pods"),
+        ("apps", "v1", "statefulsets"),
+        ("apps", "v1", "deployments"),
+    ):
+        _register_child(registry, runtime, group, version, plural)
+
+
+def _register_child(
+    registry: kopf.OperatorRegistry, runtime: Runtime, group: str, version: str, plural: str
+) -> None:
+    @kopf.on.event(group, version, plural, labels=OWNED, registry=registry, id=f"poke-{plural}")
+    async def _poke(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+        runtime.poke(_ns(namespace), labels[names.LABEL_NAME])

@@ -1,0 +1,138 @@
+"""The one small layer that talks to the Kubernetes API: list, get, server-side apply, delete.
+
+It speaks plain dicts over kubernetes-asyncio's ``ApiClient`` (the same shape render produces),
+addresses objects through a fixed table of kinds, and counts every write it makes so that tests
+and metrics can prove a steady state makes none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+Obj = dict[str, Any]
+
+# kind -> (API prefix, plural, namespaced)
+KINDS: dict[str, tuple[str, str]] = {
+    "StatefulSet": ("/apis/apps/v1", "statefulsets"),
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Service": ("/api/v1", "services"),
+    "ServiceAccount": ("/api/v1", "serviceaccounts"),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "Pod": ("/api/v1", "pods"),
+    "LLMService": ("/apis/llmsvc.io/v1alpha1", "llmservices"),
+}
+CHILD_KINDS = (
+    "StatefulSet",
+    "Deployment",
+    "Service",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "HorizontalPodAutoscaler",
+)
+FIELD_MANAGER = "llmsvc-operator"
+WriteHook = Callable[[str, str], None]
+
+
+def path(kind: str, namespace: str, name: str = "", sub: str = "") -> str:
+    """The REST path of a namespaced object (or of the collection when ``name`` is empty)."""
+    prefix, plural = KINDS[kind]
+    parts = [prefix, "namespaces", namespace, plural, name, sub]
+    return "/".join(p.strip("/") for p in parts if p).join(["/", ""])
+
+
+async def api_client() -> client.ApiClient:
+    """An API client from the in-cluster service account, else from KUBECONFIG."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        await config.load_kube_config()
+    return client.ApiClient()
+
+
+class Kube:
+    """Typed-enough access to the objects the operator reads and writes."""
+
+    def __init__(self, api: client.ApiClient, on_write: WriteHook | None = None) -> None:
+        self._api = api
+        self._on_write = on_write or (lambda verb, kind: None)
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        result = await self._api.call_api(
+            url,
+            method,
+            query_params=query or [],
+            body=body,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            response_types_map={200: "object", 201: "object"},
+            _return_http_data_only=True,
+            _request_timeout=30,
+        )
+        return dict(result or {})
+
+    async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """The object, or None when it does not exist."""
+        try:
+            return await self._call("GET", path(kind, namespace, name))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def list(self, kind: str, namespace: str, selector: str) -> list[Obj]:
+        """Objects of ``kind`` in ``namespace`` matching ``selector``, each with its kind set."""
+        result = await self._call("GET", path(kind, namespace), query=[("labelSelector", selector)])
+        items = [dict(item) for item in result.get("items") or []]
+        for item in items:
+            item.setdefault("kind", kind)
+        return items
+
+    async def apply(self, obj: Obj) -> Obj:
+        """Server-side apply with the operator's field manager (conflicts forced: we own these)."""
+        meta = obj["metadata"]
+        self._on_write("apply", obj["kind"])
+        return await self._call(
+            "PATCH",
+            path(obj["kind"], meta["namespace"], meta["name"]),
+            body=obj,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
+    async def delete(self, obj: Obj) -> None:
+        """Delete ``obj`` if it is still the same object (uid precondition); gone is fine."""
+        meta = obj["metadata"]
+        body = {"propagationPolicy": "Background", "preconditions": {"uid": meta.get("uid")}}
+        self._on_write("delete", obj["kind"])
+        try:
+            await self._call(
+                "DELETE", path(obj["kind"], meta["namespace"], meta["name"]), body=body
+            )
+        except ApiException as error:
+            if error.status not in (404, 409):
+                raise
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
+        """Replace the status fields the operator owns (merge patch on the status subresource)."""
+        self._on_write("patch-status", kind)
+        await self._call(
+            "PATCH",
+            path(kind, namespace, name, "status"),
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )

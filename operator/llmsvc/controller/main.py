@@ -1,0 +1,89 @@
+"""``llmsvc operator``: run the kopf operator that reconciles LLMServices.
+
+Cluster-wide by default; ``--namespace NS`` (repeatable) watches only those namespaces. The
+image used for the weight-puller init containers and the routers defaults to ``$LLMSVC_IMAGE``
+(the Helm chart sets it to the operator's own image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``llmsvc operator``."""
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch only this namespace (repeatable); default: every namespace",
+    )
+    parser.add_argument(
+        "--image",
+        default=os.environ.get("LLMSVC_IMAGE", ""),
+        help="image for the puller init containers and routers (default: $LLMSVC_IMAGE, "
+        "else the image matching this version)",
+    )
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=float(os.environ.get("LLMSVC_RESYNC", "30")),
+        help="period of the drift-repairing resync of every LLMService (default 30)",
+    )
+    parser.add_argument(
+        "--restart-backoff-seconds",
+        type=float,
+        default=10.0,
+        help="first delay between whole-group restarts; doubles each time up to 5 minutes",
+    )
+    parser.add_argument(
+        "--health-address",
+        default="0.0.0.0:8080",
+        metavar="HOST:PORT",
+        help="liveness endpoint /healthz (default 0.0.0.0:8080)",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        default="0.0.0.0:9090",
+        metavar="HOST:PORT",
+        help="Prometheus /metrics (default 0.0.0.0:9090; empty disables)",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the operator until it is stopped."""
+    import logging
+
+    import kopf
+    from prometheus_client import start_http_server
+
+    from llmsvc.controller.handlers import register
+    from llmsvc.controller.metrics import OperatorMetrics
+    from llmsvc.controller.reconciler import Settings
+    from llmsvc.controller.runtime import Runtime
+    from llmsvc.render import DEFAULT_IMAGE
+
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    metrics = OperatorMetrics()
+    if args.metrics_address:
+        host, port = args.metrics_address.rsplit(":", 1)
+        start_http_server(int(port), addr=host, registry=metrics.registry)
+    settings = Settings(
+        image=args.image or DEFAULT_IMAGE, backoff_base=args.restart_backoff_seconds
+    )
+    runtime = Runtime(settings=settings, metrics=metrics)
+    registry = kopf.OperatorRegistry()
+    register(registry, runtime, resync=args.resync_seconds)
+    kopf.run(
+        registry=registry,
+        standalone=True,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=f"http://{args.health_address}/healthz",
+    )
+    return 0

@@ -1,0 +1,105 @@
+"""One level-based reconcile of one LLMService: observe, plan (pure), execute.
+
+The same function runs on create, update, resume, on child events and on the periodic timer. It
+reads the LLMService fresh, renders the desired children with the code behind ``llmsvc render``,
+lists what exists, asks :func:`llmsvc.plan.plan` what to write, and writes exactly that. A pass
+that finds nothing to change makes no write request at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from llmsvc.api import InvalidSpecError, LLMService, parse
+from llmsvc.api.status import LLMServiceStatus
+from llmsvc.controller.kube import CHILD_KINDS, Kube
+from llmsvc.plan import Event, Plan, RestartPolicy, invalid_status, key, plan
+from llmsvc.render import names, render
+
+Obj = dict[str, Any]
+Poster = Callable[[Obj, Event], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a reconcile needs besides the object: the image for pullers/routers, restart policy."""
+
+    image: str
+    backoff_base: float = 10.0
+
+
+def _policy(svc: LLMService, settings: Settings) -> RestartPolicy:
+    return RestartPolicy(
+        max_restarts=svc.spec.restart.max_group_restarts, backoff_base=settings.backoff_base
+    )
+
+
+async def observe(kube: Kube, svc: LLMService) -> tuple[dict[tuple[str, str], Obj], list[Obj]]:
+    """Every child labelled for ``svc`` (by kind and name), and its engine pods."""
+    selector = f"{names.LABEL_NAME}={svc.name}"
+    lists = await asyncio.gather(*(kube.list(k, svc.namespace, selector) for k in CHILD_KINDS))
+    live = {key(obj): obj for items in lists for obj in items}
+    pods = await kube.list("Pod", svc.namespace, f"{selector},{names.LABEL_GROUP}")
+    return live, pods
+
+
+async def execute(kube: Kube, svc: LLMService, todo: Plan, pods: list[Obj]) -> None:
+    """Perform the plan's writes: applies, deletions, group restarts, then the status."""
+    await asyncio.gather(*(kube.apply(obj) for obj in todo.apply))
+    for obj in todo.delete:
+        await kube.delete(obj)
+    for g in todo.restart_groups:
+        group = str(g)
+        victims = [p for p in pods if p["metadata"]["labels"].get(names.LABEL_GROUP) == group]
+        await asyncio.gather(*(kube.delete(p) for p in victims))
+    if todo.status is not None:
+        await kube.patch_status("LLMService", svc.namespace, svc.name, todo.status)
+
+
+async def reconcile(
+    kube: Kube, namespace: str, name: str, settings: Settings, post: Poster
+) -> Plan | None:
+    """Bring the children of LLMService ``namespace/name`` to the desired state."""
+    body = await kube.get("LLMService", namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    now = datetime.now(UTC)
+    try:
+        svc = parse(body)
+    except InvalidSpecError as error:
+        return await _invalid(kube, body, error.problems, now, post)
+    live, pods = await observe(kube, svc)
+    todo = plan(
+        svc,
+        render(svc, image=settings.image),
+        live=live,
+        pods=pods,
+        now=now,
+        policy=_policy(svc, settings),
+    )
+    await execute(kube, svc, todo, pods)
+    for event in todo.events:
+        await _post(post, body, event)
+    return todo
+
+
+async def _invalid(kube: Kube, body: Obj, problems: list[str], now: datetime, post: Poster) -> Plan:
+    meta = body["metadata"]
+    previous = LLMServiceStatus.model_validate(body.get("status") or {})
+    status = invalid_status(previous, meta.get("generation"), problems, now)
+    if status == previous.wire():
+        return Plan()
+    await kube.patch_status("LLMService", meta["namespace"], meta["name"], status)
+    event = Event("Warning", "InvalidSpec", "; ".join(problems))
+    await _post(post, body, event)
+    return Plan(status=status, events=[event])
+
+
+async def _post(post: Poster, body: Obj, event: Event) -> None:
+    result = post(body, event)
+    if result is not None:
+        await result

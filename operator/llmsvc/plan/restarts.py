@@ -1,0 +1,132 @@
+"""Whole-group restarts with exponential backoff and a give-up limit, decided per group.
+
+The bookkeeping lives in ``status.groups[]`` (``restarts``, ``lastRestartTime``, ``phase``), so
+the decision is a pure function of the observed group, its previous status and the time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from llmsvc.api.status import GroupPhase, GroupStatus
+from llmsvc.plan.groups import GroupView
+from llmsvc.plan.pods import format_time, parse_time
+
+Action = Literal["none", "restart", "rollout", "wait", "give-up", "down"]
+
+_PHASES: dict[str, GroupPhase] = {
+    "Pending": "Pending",
+    "Starting": "Starting",
+    "Ready": "Ready",
+    "Broken": "Restarting",
+    "Terminating": "Restarting",
+}
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How often a broken group may be restarted."""
+
+    max_restarts: int = 5
+    backoff_base: float = 10.0
+    backoff_max: float = 300.0
+    window: float = 3600.0
+
+    def backoff(self, restarts: int) -> float:
+        """Seconds to wait after the ``restarts``-th restart before the next one (0 at first)."""
+        if restarts <= 0:
+            return 0.0
+        return float(min(self.backoff_max, self.backoff_base * 2 ** (restarts - 1)))
+
+
+@dataclass(frozen=True)
+class GroupDecision:
+    """What to do with one group, and its status afterwards."""
+
+    action: Action
+    status: GroupStatus
+    reason: str = ""
+    view: GroupView | None = None
+
+
+def _history(
+    previous: GroupStatus | None, policy: RestartPolicy, now: datetime, reset: bool
+) -> tuple[int, datetime | None, bool]:
+    """(restarts in the current window, last restart, whether the group was given up)."""
+    if previous is None:
+        return 0, None, False
+    last = parse_time(previous.last_restart_time)
+    expired = last is not None and (now - last).total_seconds() > policy.window
+    if reset or expired:
+        return 0, None if expired else last, False
+    return previous.restarts, last, previous.phase == "Failed"
+
+
+def decide(
+    view: GroupView,
+    previous: GroupStatus | None,
+    policy: RestartPolicy,
+    now: datetime,
+    *,
+    reset: bool = False,
+    may_roll: bool = False,
+) -> GroupDecision:
+    """Decide restart, rollout, wait or nothing for one group (the view rides along)."""
+    return dataclasses.replace(
+        _decide(view, previous, policy, now, reset=reset, may_roll=may_roll), view=view
+    )
+
+
+def _decide(
+    view: GroupView,
+    previous: GroupStatus | None,
+    policy: RestartPolicy,
+    now: datetime,
+    *,
+    reset: bool,
+    may_roll: bool,
+) -> GroupDecision:
+    """Decide restart, rollout, wait or nothing for one group.
+
+    ``reset`` forgets earlier failures (the spec changed); ``may_roll`` allows replacing a Ready
+    group that runs an outdated template (the planner grants it to one group at a time).
+    """
+    restarts, last, given_up = _history(previous, policy, now, reset)
+    base = GroupStatus(
+        index=view.index,
+        ready_pods=view.ready_pods,
+        restarts=restarts,
+        phase=_PHASES[view.health()],
+        last_restart_time=format_time(last) if last else None,
+    )
+    if given_up:
+        return GroupDecision("down", replace_status(base, phase="Failed", ready_pods=0))
+    health = view.health()
+    if health == "Broken":
+        return _broken(view, base, policy, now, last)
+    if view.outdated and health != "Terminating" and (health != "Ready" or may_roll):
+        return GroupDecision("rollout", replace_status(base, phase="Restarting"), "new template")
+    return GroupDecision("none", base)
+
+
+def _broken(
+    view: GroupView, base: GroupStatus, policy: RestartPolicy, now: datetime, last: datetime | None
+) -> GroupDecision:
+    reason = view.broken_reason()
+    if base.restarts >= policy.max_restarts:
+        return GroupDecision("give-up", replace_status(base, phase="Failed", ready_pods=0), reason)
+    elapsed = (now - last).total_seconds() if last else float("inf")
+    if elapsed < policy.backoff(base.restarts):
+        return GroupDecision("wait", base, reason)
+    restarted = replace_status(
+        base, phase="Restarting", restarts=base.restarts + 1, last_restart_time=format_time(now)
+    )
+    return GroupDecision("restart", restarted, reason)
+
+
+def replace_status(status: GroupStatus, **changes: object) -> GroupStatus:
+    """A copy of a (frozen) group status with some fields changed."""
+    return status.model_copy(update=changes)

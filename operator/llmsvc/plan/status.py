@@ -1,0 +1,155 @@
+"""The status the operator reports: counts, selector, endpoint, groups and three conditions.
+
+``Ready`` is what ``kubectl wait --for=condition=Ready`` and GitOps tools read; its reason is the
+STATUS column of ``kubectl get llmservices``. ``Progressing`` says what is changing and
+``Degraded`` what needs a human.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from llmsvc.api import LLMService
+from llmsvc.api.status import LLMServiceStatus
+from llmsvc.plan.conditions import Verdict, settle
+from llmsvc.plan.restarts import GroupDecision
+from llmsvc.render import names
+
+Obj = dict[str, Any]
+OK = Verdict("Degraded", False, "AsExpected")
+
+
+def _router_available(svc: LLMService, live: dict[tuple[str, str], Obj]) -> bool:
+    if not svc.spec.router.enabled:
+        return True
+    deployment = live.get(("Deployment", names.router(svc.name))) or {}
+    return int(deployment.get("status", {}).get("availableReplicas") or 0) >= 1
+
+
+def _degraded(decisions: Sequence[GroupDecision], conflicts: Sequence[str]) -> Verdict:
+    if conflicts:
+        return Verdict(
+            "Degraded",
+            True,
+            "NameConflict",
+            f"{', '.join(conflicts)} exist and are not owned by this LLMService: "
+            "rename or delete them",
+        )
+    failed = [d for d in decisions if d.status.phase == "Failed"]
+    if failed:
+        groups = ", ".join(str(d.status.index) for d in failed)
+        return Verdict(
+            "Degraded",
+            True,
+            "GroupRestartLimitExceeded",
+            f"group(s) {groups} exceeded restart.maxGroupRestarts and are left down; "
+            "fix the cause, then change the spec or wait an hour to retry",
+        )
+    pending = [
+        (d.status.index, d.view.unschedulable)
+        for d in decisions
+        if d.view is not None and d.view.unschedulable
+    ]
+    if pending:
+        g, message = pending[0]
+        return Verdict("Degraded", True, "Unschedulable", f"group {g}: {message}")
+    return OK
+
+
+def _progressing(
+    svc: LLMService, decisions: Sequence[GroupDecision], groups: int, router_ok: bool
+) -> Verdict:
+    if any(d.view is not None and d.view.outdated for d in decisions):
+        return Verdict("Progressing", True, "RollingUpdate", "replacing groups one at a time")
+    if groups != svc.spec.replicas:
+        return Verdict(
+            "Progressing", True, "Scaling", f"{groups} of {svc.spec.replicas} groups exist"
+        )
+    starting = [d.status.index for d in decisions if d.status.phase not in ("Ready", "Failed")]
+    if starting:
+        return Verdict(
+            "Progressing",
+            True,
+            "GroupsStarting",
+            f"waiting for group(s) {', '.join(map(str, starting))}",
+        )
+    if not router_ok:
+        return Verdict("Progressing", True, "RouterStarting", "waiting for the router")
+    return Verdict("Progressing", False, "Stable")
+
+
+def _ready(ready: int, svc: LLMService, progressing: Verdict, degraded: Verdict) -> Verdict:
+    if ready == svc.spec.replicas and not progressing.status and not degraded.status:
+        return Verdict("Ready", True, "Ready", f"{ready} of {svc.spec.replicas} replicas ready")
+    blocker = degraded if degraded.status else progressing
+    return Verdict("Ready", False, blocker.reason, blocker.message)
+
+
+def build_status(
+    svc: LLMService,
+    decisions: Sequence[GroupDecision],
+    *,
+    live: dict[tuple[str, str], Obj],
+    conflicts: Sequence[str],
+    now: datetime,
+) -> Obj:
+    """The full status for this observation, as it is written to the API server."""
+    groups = sum(
+        1 for d in decisions if ("StatefulSet", names.statefulset(svc.name, d.status.index)) in live
+    )
+    ready = sum(1 for d in decisions if d.status.phase == "Ready")
+    outdated = sum(1 for d in decisions if d.view is not None and d.view.outdated)
+    degraded = _degraded(decisions, conflicts)
+    progressing = _progressing(svc, decisions, groups, _router_available(svc, live))
+    verdicts = [_ready(ready, svc, progressing, degraded), progressing, degraded]
+    return _status(
+        svc,
+        groups=groups,
+        ready=ready,
+        updated=groups - outdated,
+        decisions=decisions,
+        verdicts=verdicts,
+        now=now,
+    )
+
+
+def _status(
+    svc: LLMService,
+    *,
+    groups: int,
+    ready: int,
+    updated: int,
+    decisions: Sequence[GroupDecision],
+    verdicts: Sequence[Verdict],
+    now: datetime,
+) -> Obj:
+    generation = svc.metadata.generation
+    return LLMServiceStatus(
+        observed_generation=generation,
+        replicas=groups,
+        ready_replicas=ready,
+        updated_replicas=max(updated, 0),
+        nodes_per_replica=svc.spec.parallelism.nodes,
+        selector=names.selector_string(names.leader_selector(svc.name)),
+        endpoint=names.endpoint(svc.name, svc.namespace),
+        conditions=settle(verdicts, svc.status.conditions, now, generation),
+        groups=[d.status for d in decisions],
+    ).wire()
+
+
+def invalid_status(
+    svc_status: LLMServiceStatus, generation: int | None, problems: Sequence[str], now: datetime
+) -> Obj:
+    """Status of an object the operator cannot act on: Degraded=InvalidSpec, nothing moves."""
+    message = "; ".join(problems)
+    verdicts = [
+        Verdict("Ready", False, "InvalidSpec", message),
+        Verdict("Progressing", False, "InvalidSpec", message),
+        Verdict("Degraded", True, "InvalidSpec", message),
+    ]
+    conditions = settle(verdicts, svc_status.conditions, now, generation)
+    return svc_status.model_copy(
+        update={"observed_generation": generation, "conditions": conditions}
+    ).wire()
