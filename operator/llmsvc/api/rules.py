@@ -65,7 +65,7 @@ URI_PATTERN = (
 )
 # A revision is also a directory name in the cache.
 REVISION_PATTERN = r"^[A-Za-z0-9._][A-Za-z0-9._/-]*$"
-_OWNED_FLAG_RE = "^(" + "|".join(OWNED_FLAGS) + ")(=.*)?$"
+_OWNED_FLAG_RE = "(?s)^(" + "|".join(OWNED_FLAGS) + ")(=.*)?$"
 
 
 def owned_flag(arg: str) -> str | None:

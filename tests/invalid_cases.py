@@ -1,0 +1,309 @@
+"""ONE table of invalid LLMService manifests, shared by the unit tests and the API-server tests.
+
+Each :class:`Case` is a valid base manifest plus one mutation, and a ``message`` fragment that
+appears (case-sensitively) both in :func:`llmsvc.api.parse`'s problems and in the real
+kube-apiserver's rejection: CEL rule messages are the same text by construction, and for plain
+schema errors the fragment is one both wordings share (``parse`` words missing fields and enums as
+the API server does). ``path`` is the field path the problem is reported at (unit tests only: the
+API server reports root CEL rules without one).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from llmsvc.api.rules import MAX_NAME_LENGTH
+
+Manifest = dict[str, Any]
+
+BASE: Manifest = {
+    "apiVersion": "llmsvc.io/v1alpha1",
+    "kind": "LLMService",
+    "metadata": {"name": "invalid-case"},
+    "spec": {
+        "model": {"uri": "hf://Qwen/Qwen2.5-0.5B-Instruct", "servedName": "qwen"},
+        "engine": {"maxModelLen": 4096},
+        "parallelism": {"tensor": 1, "pipeline": 1, "gpusPerNode": 1},
+    },
+}
+
+
+def base_manifest() -> Manifest:
+    """A deep copy of the valid base manifest."""
+    return copy.deepcopy(BASE)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One invalid manifest: the base with ``mutate`` applied, rejected with ``message``."""
+
+    id: str
+    mutate: Callable[[Manifest], None]
+    message: str
+    path: str = "spec"
+
+    def manifest(self) -> Manifest:
+        """The base manifest with this case's mutation applied (a fresh copy every call)."""
+        obj = base_manifest()
+        self.mutate(obj)
+        return obj
+
+
+def setter(path: str, value: Any) -> Callable[[Manifest], None]:
+    """A mutation that sets the dotted ``path`` (creating maps on the way) to ``value``."""
+    *parents, leaf = path.split(".")
+
+    def mutate(obj: Manifest) -> None:
+        for key in parents:
+            obj = obj.setdefault(key, {})
+        obj[leaf] = copy.deepcopy(value)
+
+    return mutate
+
+
+def deleter(path: str) -> Callable[[Manifest], None]:
+    """A mutation that removes the dotted ``path``."""
+    *parents, leaf = path.split(".")
+
+    def mutate(obj: Manifest) -> None:
+        for key in parents:
+            obj = obj[key]
+        del obj[leaf]
+
+    return mutate
+
+
+def merge(path: str, values: Manifest) -> Callable[[Manifest], None]:
+    """A mutation that sets several keys of the map at ``path``."""
+
+    def mutate(obj: Manifest) -> None:
+        for key, value in values.items():
+            setter(f"{path}.{key}", value)(obj)
+
+    return mutate
+
+
+GPU_MULTIPLE = "tensor*pipeline must be a multiple of gpusPerNode"
+TP_ACROSS = "tensor parallelism would span nodes"
+URI_FORM = "model.uri has an unknown form"
+OWNED = "engine.args sets a flag the operator owns"
+NAME_CHARS = "metadata.name must start with a letter"
+
+INVALID_CASES: list[Case] = [
+    # --- CEL rules (api/rules.py), one case per rule at least --------------------------------
+    Case(
+        "tp-not-multiple-of-gpus",
+        merge("spec.parallelism", {"tensor": 3, "gpusPerNode": 8}),
+        GPU_MULTIPLE,
+        "spec.parallelism",
+    ),
+    Case(
+        "fewer-gpus-than-a-node",
+        merge("spec.parallelism", {"tensor": 2, "gpusPerNode": 4}),
+        GPU_MULTIPLE,
+        "spec.parallelism",
+    ),
+    Case(
+        "tp-across-nodes",
+        merge("spec.parallelism", {"tensor": 8, "gpusPerNode": 4}),
+        TP_ACROSS,
+        "spec.parallelism",
+    ),
+    Case(
+        "min-above-max",
+        merge("spec.autoscaling", {"enabled": True, "minReplicas": 5, "maxReplicas": 2}),
+        "minReplicas must not exceed maxReplicas",
+        "spec.autoscaling",
+    ),
+    Case(
+        "min-above-default-max",
+        setter("spec.autoscaling.minReplicas", 5),
+        "minReplicas must not exceed maxReplicas",
+        "spec.autoscaling",
+    ),
+    Case(
+        "claim-and-storage-class",
+        merge(
+            "spec.cache", {"existingClaim": "models", "storageClassName": "fast", "size": "100Gi"}
+        ),
+        "set either existingClaim",
+        "spec.cache",
+    ),
+    Case(
+        "storage-class-without-size",
+        setter("spec.cache.storageClassName", "fast"),
+        "storageClassName needs size",
+        "spec.cache",
+    ),
+    Case(
+        "uri-unknown-scheme", setter("spec.model.uri", "ftp://models/llama"), URI_FORM, "spec.model"
+    ),
+    Case(
+        "uri-no-scheme", setter("spec.model.uri", "meta-llama/Llama-3.1-8B"), URI_FORM, "spec.model"
+    ),
+    Case("uri-hf-without-org", setter("spec.model.uri", "hf://gpt2"), URI_FORM, "spec.model"),
+    Case(
+        "uri-hf-bad-characters", setter("spec.model.uri", "hf://org/na$me"), URI_FORM, "spec.model"
+    ),
+    Case(
+        "uri-https-without-path",
+        setter("spec.model.uri", "https://example.com"),
+        URI_FORM,
+        "spec.model",
+    ),
+    Case("uri-s3-bad-bucket", setter("spec.model.uri", "s3://B/prefix"), URI_FORM, "spec.model"),
+    Case("owned-flag-port", setter("spec.engine.args", ["--port=9000"]), OWNED, "spec.engine"),
+    Case(
+        "owned-flag-tp-separate",
+        setter("spec.engine.args", ["--tensor-parallel-size", "4"]),
+        OWNED,
+        "spec.engine",
+    ),
+    Case("owned-flag-short-tp", setter("spec.engine.args", ["-tp", "2"]), OWNED, "spec.engine"),
+    Case(
+        "owned-flag-max-model-len",
+        setter("spec.engine.args", ["--enable-prefix-caching", "--max-model-len=1024"]),
+        OWNED,
+        "spec.engine",
+    ),
+    Case("owned-flag-headless", setter("spec.engine.args", ["--headless"]), OWNED, "spec.engine"),
+    Case(
+        "owned-flag-backend",
+        setter("spec.engine.args", ["--distributed-executor-backend=mp"]),
+        OWNED,
+        "spec.engine",
+    ),
+    Case(
+        "name-too-long",
+        setter("metadata.name", "a" * (MAX_NAME_LENGTH + 1)),
+        f"at most {MAX_NAME_LENGTH} characters",
+        "metadata.name",
+    ),
+    Case("name-with-dot", setter("metadata.name", "llama.70b"), NAME_CHARS, "metadata.name"),
+    Case(
+        "name-starts-with-digit", setter("metadata.name", "70b-llama"), NAME_CHARS, "metadata.name"
+    ),
+    # --- enums ------------------------------------------------------------------------------
+    Case(
+        "unknown-backend",
+        setter("spec.parallelism.backend", "mpi"),
+        'supported values: "native", "ray"',
+        "spec.parallelism.backend",
+    ),
+    Case(
+        "unknown-policy",
+        setter("spec.router.policy", "random"),
+        '"round-robin", "least-request", "prefix-aware", "session"',
+        "spec.router.policy",
+    ),
+    # --- bounds -----------------------------------------------------------------------------
+    Case(
+        "negative-replicas",
+        setter("spec.replicas", -1),
+        "greater than or equal to 0",
+        "spec.replicas",
+    ),
+    Case(
+        "too-many-replicas",
+        setter("spec.replicas", 1000),
+        "less than or equal to 999",
+        "spec.replicas",
+    ),
+    Case(
+        "zero-tensor",
+        setter("spec.parallelism.tensor", 0),
+        "greater than or equal to 1",
+        "spec.parallelism.tensor",
+    ),
+    Case(
+        "zero-gpus-per-node",
+        setter("spec.parallelism.gpusPerNode", 0),
+        "greater than or equal to 1",
+        "spec.parallelism.gpusPerNode",
+    ),
+    Case(
+        "zero-pipeline",
+        setter("spec.parallelism.pipeline", 0),
+        "greater than or equal to 1",
+        "spec.parallelism.pipeline",
+    ),
+    Case(
+        "tiny-max-model-len",
+        setter("spec.engine.maxModelLen", 8),
+        "greater than or equal to 16",
+        "spec.engine.maxModelLen",
+    ),
+    Case(
+        "gpu-memory-above-one",
+        setter("spec.engine.gpuMemoryUtilization", 1.5),
+        "less than or equal to 1",
+        "spec.engine.gpuMemoryUtilization",
+    ),
+    Case(
+        "gpu-memory-zero",
+        setter("spec.engine.gpuMemoryUtilization", 0),
+        "greater than 0",
+        "spec.engine.gpuMemoryUtilization",
+    ),
+    Case(
+        "zero-router-replicas",
+        setter("spec.router.replicas", 0),
+        "greater than or equal to 1",
+        "spec.router.replicas",
+    ),
+    Case(
+        "zero-target-queue",
+        setter("spec.autoscaling.targetQueueLength", 0),
+        "greater than or equal to 1",
+        "spec.autoscaling.targetQueueLength",
+    ),
+    Case(
+        "startup-too-short",
+        setter("spec.startup.timeoutSeconds", 10),
+        "greater than or equal to 60",
+        "spec.startup.timeoutSeconds",
+    ),
+    Case(
+        "negative-group-restarts",
+        setter("spec.restart.maxGroupRestarts", -1),
+        "greater than or equal to 0",
+        "spec.restart.maxGroupRestarts",
+    ),
+    # --- patterns and types -----------------------------------------------------------------
+    Case(
+        "cache-size-not-a-quantity",
+        setter("spec.cache.size", "lots"),
+        "should match",
+        "spec.cache.size",
+    ),
+    Case(
+        "secret-name-uppercase",
+        setter("spec.model.credentialsSecret", "HF_Token"),
+        "should match",
+        "spec.model.credentialsSecret",
+    ),
+    Case(
+        "revision-with-space",
+        setter("spec.model.revision", "my branch"),
+        "should match",
+        "spec.model.revision",
+    ),
+    Case(
+        "tensor-not-an-integer",
+        setter("spec.parallelism.tensor", "eight"),
+        "integer",
+        "spec.parallelism.tensor",
+    ),
+    # --- required fields --------------------------------------------------------------------
+    Case(
+        "missing-max-model-len",
+        deleter("spec.engine.maxModelLen"),
+        "Required value",
+        "spec.engine.maxModelLen",
+    ),
+    Case("missing-uri", deleter("spec.model.uri"), "Required value", "spec.model.uri"),
+    Case("missing-model", deleter("spec.model"), "Required value", "spec.model"),
+]

@@ -1,0 +1,134 @@
+"""The LLMService models: valid manifests parse with their defaults; every invalid case is refused
+with its message at its field path (the same table the API-server tests apply)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llmsvc.api import InvalidSpecError, LLMService, parse
+from llmsvc.api.rules import MAX_NAME_LENGTH, OWNED_FLAGS, owned_flag
+from tests.invalid_cases import INVALID_CASES, Case, base_manifest, setter
+
+
+def test_base_manifest_parses_with_defaults() -> None:
+    svc = parse(base_manifest())
+    spec = svc.spec
+    assert isinstance(svc, LLMService)
+    assert (svc.name, svc.namespace, svc.served_name) == ("invalid-case", "default", "qwen")
+    assert spec.replicas == 1
+    assert spec.engine.image == "vllm/vllm-openai:v0.12.0"
+    assert spec.engine.gpu_memory_utilization == 0.9
+    assert (spec.parallelism.backend, spec.parallelism.nodes) == ("native", 1)
+    assert (spec.router.enabled, spec.router.replicas, spec.router.policy) == (
+        True,
+        1,
+        "least-request",
+    )
+    assert (spec.autoscaling.enabled, spec.autoscaling.min_replicas) == (False, 1)
+    assert (spec.autoscaling.max_replicas, spec.autoscaling.target_queue_length) == (4, 5)
+    assert spec.startup.timeout_seconds == 1800
+    assert spec.restart.max_group_restarts == 5
+    assert spec.cache.size is None
+
+
+def test_served_name_defaults_to_metadata_name() -> None:
+    manifest = base_manifest()
+    del manifest["spec"]["model"]["servedName"]
+    assert parse(manifest).served_name == "invalid-case"
+
+
+def test_nodes_per_replica() -> None:
+    manifest = base_manifest()
+    setter("spec.parallelism", {"tensor": 8, "pipeline": 2, "gpusPerNode": 8})(manifest)
+    assert parse(manifest).spec.parallelism.nodes == 2
+
+
+def test_wire_round_trip_is_camel_case() -> None:
+    svc = parse(base_manifest())
+    wire = svc.spec.wire()
+    assert wire["engine"]["maxModelLen"] == 4096
+    assert wire["parallelism"]["gpusPerNode"] == 1
+    assert parse({**base_manifest(), "spec": wire}).spec == svc.spec
+
+
+def test_name_at_the_limit_is_accepted() -> None:
+    manifest = base_manifest()
+    manifest["metadata"]["name"] = "a" * MAX_NAME_LENGTH
+    assert parse(manifest).name == "a" * MAX_NAME_LENGTH
+
+
+@pytest.mark.parametrize("case", INVALID_CASES, ids=lambda c: c.id)
+def test_invalid_case_is_rejected_with_message_and_path(case: Case) -> None:
+    with pytest.raises(InvalidSpecError) as caught:
+        parse(case.manifest())
+    problems = caught.value.problems
+    matching = [p for p in problems if case.message in p]
+    assert matching, f"{case.id}: {case.message!r} not in {problems}"
+    assert any(p.startswith(f"{case.path}: ") for p in matching), problems
+
+
+def test_case_ids_are_unique_and_manifests_fresh() -> None:
+    ids = [case.id for case in INVALID_CASES]
+    assert len(ids) == len(set(ids))
+    first = INVALID_CASES[0]
+    first.manifest()["spec"]["replicas"] = 99
+    assert "replicas" not in first.manifest()["spec"]
+
+
+def test_every_problem_line_names_a_field_and_what_to_change() -> None:
+    manifest = base_manifest()
+    setter("spec.parallelism", {"tensor": 3, "gpusPerNode": 8})(manifest)
+    setter("spec.autoscaling", {"minReplicas": 9, "maxReplicas": 2})(manifest)
+    with pytest.raises(InvalidSpecError) as caught:
+        parse(manifest)
+    problems = caught.value.problems
+    assert len(problems) == 2
+    assert all(re.match(r"^spec\.\w+: ", line) for line in problems)
+    assert "set gpusPerNode" in problems[0] or "set gpusPerNode" in problems[1]
+
+
+def test_wrong_kind_is_reported_at_root() -> None:
+    manifest = base_manifest()
+    manifest["kind"] = "Deployment"
+    with pytest.raises(InvalidSpecError, match=r"\(root\): expected apiVersion"):
+        parse(manifest)
+
+
+def test_owned_flag_matches_with_and_without_value() -> None:
+    assert owned_flag("--port=8080") == "--port"
+    assert owned_flag("--port") == "--port"
+    assert owned_flag("--portable") is None
+    assert owned_flag("--enable-prefix-caching") is None
+
+
+@given(st.sampled_from(OWNED_FLAGS), st.text(max_size=20))
+def test_any_owned_flag_with_any_value_is_rejected(flag: str, value: str) -> None:
+    manifest = base_manifest()
+    setter("spec.engine.args", [f"{flag}={value}"])(manifest)
+    with pytest.raises(
+        InvalidSpecError, match=re.escape("engine.args sets a flag the operator owns")
+    ):
+        parse(manifest)
+
+
+@given(
+    st.integers(min_value=1, max_value=16),
+    st.integers(min_value=1, max_value=8),
+    st.sampled_from([1, 2, 4, 8]),
+)
+def test_parallelism_rule_agrees_with_arithmetic(tensor: int, pipeline: int, gpus: int) -> None:
+    manifest = base_manifest()
+    setter("spec.parallelism", {"tensor": tensor, "pipeline": pipeline, "gpusPerNode": gpus})(
+        manifest
+    )
+    world = tensor * pipeline
+    valid = world % gpus == 0 and world >= gpus and gpus % tensor == 0
+    if valid:
+        assert parse(manifest).spec.parallelism.nodes * gpus == world
+    else:
+        with pytest.raises(InvalidSpecError, match=r"^spec\.parallelism: "):
+            parse(manifest)
