@@ -25,7 +25,7 @@ from llmsvc.router.errors import RequestError, error_bytes
 from llmsvc.router.metrics import RouterMetrics, StateCollector
 from llmsvc.router.policies import RequestInfo, make_policy
 from llmsvc.router.pool import Pool
-from llmsvc.router.proxy import Proxy
+from llmsvc.router.proxy import STARTED, Proxy
 from llmsvc.router.requests import priority_of, request_info
 
 log = logging.getLogger("llmsvc.router")
@@ -107,7 +107,7 @@ def _error_response(err: RequestError) -> web.Response:
 
 @web.middleware
 async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request["llmsvc_started"] = time.monotonic()
+    request[STARTED] = time.monotonic()
     metrics = request.app[PROXY].metrics
     try:
         response = await handler(request)
@@ -122,7 +122,7 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
         metrics.requests.labels("499").inc()
         raise
     metrics.requests.labels(str(response.status)).inc()
-    metrics.duration.observe(time.monotonic() - request["llmsvc_started"])
+    metrics.duration.observe(time.monotonic() - request[STARTED])
     return response
 
 

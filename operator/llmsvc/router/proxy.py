@@ -187,7 +187,9 @@ async def _stream_error(response: web.StreamResponse, upstream: aiohttp.ClientRe
         return
 
 
+STARTED = web.RequestKey("started", float)
+
+
 def request_started(request: web.Request) -> float:
     """When the router received ``request`` (monotonic seconds)."""
-    started = request.get("llmsvc_started")
-    return float(started) if started is not None else time.monotonic()
+    return request.get(STARTED, time.monotonic())
