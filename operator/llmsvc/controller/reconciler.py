@@ -32,12 +32,6 @@ class Settings:
     backoff_base: float = 10.0
 
 
-def _policy(svc: LLMService, settings: Settings) -> RestartPolicy:
-    return RestartPolicy(
-        max_restarts=svc.spec.restart.max_group_restarts, backoff_base=settings.backoff_base
-    )
-
-
 async def observe(kube: Kube, svc: LLMService) -> tuple[dict[tuple[str, str], Obj], list[Obj]]:
     """Every child labelled for ``svc`` (by kind and name), and its engine pods."""
     selector = f"{names.LABEL_NAME}={svc.name}"
@@ -79,7 +73,7 @@ async def reconcile(
         live=live,
         pods=pods,
         now=now,
-        policy=_policy(svc, settings),
+        policy=RestartPolicy(backoff_base=settings.backoff_base),
     )
     await execute(kube, svc, todo, pods)
     for event in todo.events:

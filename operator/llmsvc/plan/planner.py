@@ -8,6 +8,7 @@ to delete, which groups to restart and what the status becomes. The controller e
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -103,6 +104,7 @@ def decide_groups(
     views = group_views(facts, svc.spec.parallelism.nodes, revisions, indices)
     previous = {g.index: g for g in svc.status.groups}
     reset = svc.status.observed_generation != svc.metadata.generation
+    policy = dataclasses.replace(policy, max_restarts=svc.spec.restart.max_group_restarts)
     rolling = _may_roll(views)
     return [
         decide(v, previous.get(v.index), policy, now, reset=reset, may_roll=v.index == rolling)

@@ -28,7 +28,7 @@ _PHASES: dict[str, GroupPhase] = {
 
 @dataclass(frozen=True)
 class RestartPolicy:
-    """How often a broken group may be restarted."""
+    """How often a broken group may be restarted (``max_restarts`` comes from the spec)."""
 
     max_restarts: int = 5
     backoff_base: float = 10.0

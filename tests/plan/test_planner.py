@@ -1,0 +1,188 @@
+"""The whole plan: the first reconcile creates, steady state writes nothing, changes write little."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from typing import Any
+
+from llmsvc.api import LLMService
+from llmsvc.plan import Plan, RestartPolicy, key, plan
+from llmsvc.render import render
+from tests.plan.fixtures import T0, UID, healthy_group, pod, service, with_status
+
+POLICY = RestartPolicy()
+Live = dict[tuple[str, str], dict[str, Any]]
+
+
+def as_live(objs: list[dict[str, Any]]) -> Live:
+    """What the server would hold after applying ``objs`` (with uids and ready status)."""
+    live: Live = {}
+    for obj in copy.deepcopy(objs):
+        obj["metadata"]["uid"] = f"uid-{obj['metadata']['name']}"
+        if obj["kind"] == "StatefulSet":
+            obj["status"] = {"updateRevision": "rev1", "readyReplicas": obj["spec"]["replicas"]}
+        if obj["kind"] == "Deployment":
+            obj["status"] = {"availableReplicas": obj["spec"]["replicas"]}
+        live[key(obj)] = obj
+    return live
+
+
+def run(svc: LLMService, live: Live, pods: list[dict[str, Any]], at: float = 0) -> Plan:
+    return plan(
+        svc, render(svc), live=live, pods=pods, now=T0 + timedelta(seconds=at), policy=POLICY
+    )
+
+
+def converge(svc: LLMService, pods: list[dict[str, Any]]) -> tuple[LLMService, Live]:
+    """Apply the first plan and write its status back, as the controller would."""
+    first = run(svc, {}, [])
+    live = as_live(first.apply)
+    settled = run(svc, live, pods)
+    assert settled.status is not None
+    return with_status(svc, settled.status), live
+
+
+def test_first_reconcile_creates_every_child_with_owner() -> None:
+    svc = service()
+    p = run(svc, {}, [])
+    kinds = sorted(key(o) for o in p.apply)
+    assert ("StatefulSet", "llama-0") in kinds
+    assert ("StatefulSet", "llama-1") in kinds
+    assert ("Deployment", "llama-router") in kinds
+    assert all(o["metadata"]["ownerReferences"][0]["uid"] == UID for o in p.apply)
+    assert {e.reason for e in p.events} == {"Created"}
+    assert p.delete == []
+    assert p.restart_groups == []
+
+
+def test_steady_state_makes_no_writes() -> None:
+    svc, live = converge(service(), healthy_group(0) + healthy_group(1))
+    again = run(svc, live, healthy_group(0) + healthy_group(1), at=300)
+    assert again.writes == 0
+    assert again.events == []
+
+
+def test_ready_status_when_all_groups_and_router_are_ready() -> None:
+    svc, _ = converge(service(), healthy_group(0) + healthy_group(1))
+    status = svc.status
+    assert (status.replicas, status.ready_replicas, status.updated_replicas) == (2, 2, 2)
+    assert status.nodes_per_replica == 2
+    assert status.endpoint == "http://llama.ml.svc.cluster.local:8000"
+    assert "apps.kubernetes.io/pod-index=0" in (status.selector or "")
+    ready = {c.type: c for c in status.conditions}["Ready"]
+    assert (ready.status, ready.reason) == ("True", "Ready")
+
+
+def test_transition_time_moves_only_on_change() -> None:
+    svc, live = converge(service(), healthy_group(0) + healthy_group(1))
+    before = {c.type: c.last_transition_time for c in svc.status.conditions}
+    broken = [*healthy_group(0), pod(1, 0, ready=False), pod(1, 1)]
+    p = run(svc, live, broken, at=60)
+    assert p.status is not None
+    after = {c["type"]: c["lastTransitionTime"] for c in p.status["conditions"]}
+    assert after["Ready"] != before["Ready"]
+    assert after["Degraded"] == before["Degraded"]
+
+
+def test_drifted_replicas_are_reapplied() -> None:
+    svc, live = converge(service(), healthy_group(0) + healthy_group(1))
+    live[("StatefulSet", "llama-1")]["spec"]["replicas"] = 7
+    p = run(svc, live, healthy_group(0) + healthy_group(1))
+    assert [key(o) for o in p.apply] == [("StatefulSet", "llama-1")]
+
+
+def test_deleted_child_is_recreated() -> None:
+    svc, live = converge(service(), healthy_group(0) + healthy_group(1))
+    del live[("Service", "llama-headless")]
+    assert [key(o) for o in run(svc, live, []).apply] == [("Service", "llama-headless")]
+
+
+def test_scale_down_deletes_highest_groups_first() -> None:
+    svc, live = converge(service(replicas=4), [])
+    smaller = with_status(service(replicas=1), svc.status.wire())
+    deleted = [key(o) for o in run(smaller, live, []).delete]
+    assert deleted == [
+        ("StatefulSet", "llama-3"),
+        ("StatefulSet", "llama-2"),
+        ("StatefulSet", "llama-1"),
+    ]
+
+
+def test_router_disabled_prunes_router_objects_and_autoscaling_off_prunes_hpa() -> None:
+    svc, live = converge(service(autoscaling={"enabled": True}), [])
+    plain = with_status(service(router={"enabled": False}), svc.status.wire())
+    deleted = {key(o) for o in run(plain, live, []).delete}
+    assert deleted == {
+        ("Deployment", "llama-router"),
+        ("ServiceAccount", "llama-router"),
+        ("Role", "llama-router"),
+        ("RoleBinding", "llama-router"),
+        ("HorizontalPodAutoscaler", "llama"),
+    }
+
+
+def test_objects_not_owned_are_neither_changed_nor_deleted() -> None:
+    svc, live = converge(service(), [])
+    stranger = live[("Service", "llama")]
+    stranger["metadata"]["ownerReferences"] = [{"uid": "someone-else"}]
+    stranger["spec"]["ports"] = []
+    live[("ConfigMap", "extra")] = {"kind": "ConfigMap", "metadata": {"name": "extra"}}
+    p = run(svc, live, [])
+    assert ("Service", "llama") not in {key(o) for o in p.apply}
+    assert p.delete == []
+    assert p.status is not None
+    degraded = {c["type"]: c for c in p.status["conditions"]}["Degraded"]
+    assert degraded["reason"] == "NameConflict"
+    assert "Service/llama" in degraded["message"]
+
+
+def test_broken_group_is_restarted_alone_and_counted() -> None:
+    svc, live = converge(service(), healthy_group(0) + healthy_group(1))
+    pods = [*healthy_group(0), pod(1, 0), pod(1, 1, created=timedelta(seconds=90))]
+    p = run(svc, live, pods, at=120)
+    assert p.restart_groups == [1]
+    assert [e.reason for e in p.events] == ["GroupRestarted"]
+    assert p.status is not None
+    assert p.status["groups"][1]["restarts"] == 1
+    assert p.status["groups"][0]["restarts"] == 0
+
+
+def test_exhausted_group_is_scaled_to_zero_and_degraded() -> None:
+    svc = service(restart={"maxGroupRestarts": 0})
+    svc, live = converge(svc, healthy_group(0) + healthy_group(1))
+    pods = [*healthy_group(0), pod(1, 0, restarts=2), pod(1, 1)]
+    p = run(svc, live, pods, at=30)
+    sts = {key(o): o for o in p.apply}[("StatefulSet", "llama-1")]
+    assert sts["spec"]["replicas"] == 0
+    assert p.status is not None
+    degraded = {c["type"]: c for c in p.status["conditions"]}["Degraded"]
+    assert degraded["reason"] == "GroupRestartLimitExceeded"
+    assert "GroupRestartLimitExceeded" in [e.reason for e in p.events]
+
+
+def test_unschedulable_group_reports_the_scheduler_message() -> None:
+    svc, live = converge(service(), [])
+    pods = [
+        pod(0, 0, unschedulable="0/5 nodes are available: 5 Insufficient nvidia.com/gpu."),
+        pod(0, 1, unschedulable="0/5 nodes are available: 5 Insufficient nvidia.com/gpu."),
+    ]
+    p = run(svc, live, pods)
+    assert p.status is not None
+    degraded = {c["type"]: c for c in p.status["conditions"]}["Degraded"]
+    assert degraded["reason"] == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in degraded["message"]
+    assert p.restart_groups == []
+
+
+def test_rollout_replaces_one_ready_group_at_a_time() -> None:
+    svc, live = converge(service(), healthy_group(0) + healthy_group(1))
+    for g in (0, 1):
+        live[("StatefulSet", f"llama-{g}")]["status"]["updateRevision"] = "rev2"
+    p = run(svc, live, healthy_group(0) + healthy_group(1))
+    assert p.restart_groups == [0]
+    assert [e.reason for e in p.events] == ["RollingUpdate"]
+    midway = [pod(0, 0, revision="rev2", ready=False), pod(0, 1, revision="rev2", ready=False)]
+    assert run(svc, live, midway + healthy_group(1)).restart_groups == []
+    done = healthy_group(0, revision="rev2") + healthy_group(1)
+    assert run(svc, live, done).restart_groups == [1]
