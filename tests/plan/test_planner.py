@@ -1,4 +1,4 @@
-"""The whole plan: the first reconcile creates, steady state writes nothing, changes write little."""
+"""The whole plan: the first pass creates, steady state writes nothing, changes write little."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ def previous(restarts: int, ago: float, phase: str = "Restarting") -> GroupStatu
     return GroupStatus(
         index=0,
         restarts=restarts,
-        phase=phase,  # type: ignore[arg-type]
+        phase=phase,
         last_restart_time=format_time(T0 - timedelta(seconds=ago)),
     )
 
