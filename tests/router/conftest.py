@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from llmsvc.router.app import create_app
 from llmsvc.router.config import RouterConfig

@@ -36,7 +36,8 @@ def test_every_policy_skips_ineligible_endpoints(name: str) -> None:
     down = set(URLS[:3])
     for i in range(20):
         chosen = policy.pick(snap(down=down), RequestInfo(f"prompt {i}" * 40, f"s{i}"))
-        assert chosen is not None and chosen.url == URLS[3]
+        assert chosen is not None
+        assert chosen.url == URLS[3]
 
 
 def test_unknown_policy_names_the_choices() -> None:
@@ -61,7 +62,8 @@ def test_round_robin_cycles_in_url_order() -> None:
 )
 def test_least_request_picks_the_fewest_in_flight(loads: dict[str, int], expected: str) -> None:
     chosen = make_policy("least-request").pick(snap(loads), RequestInfo())
-    assert chosen is not None and chosen.url == expected
+    assert chosen is not None
+    assert chosen.url == expected
 
 
 def test_least_request_rotates_between_ties() -> None:
@@ -106,16 +108,19 @@ def test_session_falls_back_along_the_ring_and_returns_when_healthy() -> None:
     home = policy.pick(snap(), RequestInfo(session="bob"))
     assert home is not None
     moved = policy.pick(snap(down={home.url}), RequestInfo(session="bob"))
-    assert moved is not None and moved.url != home.url
+    assert moved is not None
+    assert moved.url != home.url
     back = policy.pick(snap(), RequestInfo(session="bob"))
-    assert back is not None and back.url == home.url
+    assert back is not None
+    assert back.url == home.url
 
 
 def test_session_without_key_uses_least_request() -> None:
     chosen = SessionAffinity().pick(
         snap({URLS[0]: 5, URLS[1]: 5, URLS[2]: 0, URLS[3]: 5}), RequestInfo()
     )
-    assert chosen is not None and chosen.url == URLS[2]
+    assert chosen is not None
+    assert chosen.url == URLS[2]
 
 
 def test_ring_is_the_same_in_every_process() -> None:
@@ -124,7 +129,8 @@ def test_ring_is_the_same_in_every_process() -> None:
     assert next(ring.walk("session-42")) == next(
         Ring(frozenset(reversed(URLS)), 160).walk("session-42")
     )
-    assert list(ring.walk("k")) and len(set(ring.walk("k"))) == len(URLS)
+    assert list(ring.walk("k"))
+    assert len(set(ring.walk("k"))) == len(URLS)
 
 
 @settings(max_examples=25, deadline=None)
@@ -137,7 +143,7 @@ def test_ring_removal_moves_only_the_removed_backends_keys(n: int, removed: int)
     keys = [f"user-{i}" for i in range(400)]
     for key in keys:
         old, new = next(before.walk(key)), next(after.walk(key))
-        assert old == new or old == gone
+        assert old in (new, gone)
 
 
 @settings(max_examples=20, deadline=None)
@@ -159,7 +165,8 @@ def test_ring_addition_moves_about_one_nth_of_keys(n: int) -> None:
 def test_ring_spreads_sessions_evenly() -> None:
     ring = Ring(frozenset(URLS), 160)
     counts = Counter(next(ring.walk(f"s{i}")) for i in range(8000))
-    assert min(counts.values()) > 0.7 * 2000 and max(counts.values()) < 1.3 * 2000
+    assert min(counts.values()) > 0.7 * 2000
+    assert max(counts.values()) < 1.3 * 2000
 
 
 # --- prefix-aware ------------------------------------------------------------------------
@@ -170,7 +177,8 @@ SYSTEM = "You are a careful assistant. " * 40
 def test_prompt_blocks_are_chained_and_only_full() -> None:
     a = prompt_blocks("x" * 300, 128, 100)
     b = prompt_blocks("x" * 256 + "y" * 44, 128, 100)
-    assert len(a) == 2 and a == b
+    assert len(a) == 2
+    assert a == b
     assert prompt_blocks("y" + "x" * 299, 128, 100)[1] != a[1]
     assert len(prompt_blocks("z" * 10_000, 128, 5)) == 5
 
@@ -180,7 +188,8 @@ def test_prefix_aware_returns_to_the_backend_holding_the_prefix() -> None:
     first = policy.pick(snap(), RequestInfo(SYSTEM + "tenant A question 1"))
     assert first is not None
     again = policy.pick(snap({first.url: 1}), RequestInfo(SYSTEM + "tenant A question 2"))
-    assert again is not None and again.url == first.url
+    assert again is not None
+    assert again.url == first.url
 
 
 def test_prefix_aware_prefers_the_longest_match() -> None:
@@ -190,12 +199,15 @@ def test_prefix_aware_prefers_the_longest_match() -> None:
     a = policy.pick(snap(), RequestInfo(history_a))
     assert a is not None
     b = policy.pick(snap(down={a.url}), RequestInfo(history_b))
-    assert b is not None and b.url != a.url
+    assert b is not None
+    assert b.url != a.url
     for _ in range(3):
         follow_b = policy.pick(snap(), RequestInfo(history_b + " next turn"))
         follow_a = policy.pick(snap(), RequestInfo(history_a + " next turn"))
-        assert follow_b is not None and follow_b.url == b.url
-        assert follow_a is not None and follow_a.url == a.url
+        assert follow_b is not None
+        assert follow_b.url == b.url
+        assert follow_a is not None
+        assert follow_a.url == a.url
 
 
 def test_prefix_aware_leaves_an_overloaded_backend() -> None:
@@ -203,7 +215,8 @@ def test_prefix_aware_leaves_an_overloaded_backend() -> None:
     home = policy.pick(snap(), RequestInfo(SYSTEM))
     assert home is not None
     chosen = policy.pick(snap({home.url: 10}), RequestInfo(SYSTEM))
-    assert chosen is not None and chosen.url != home.url
+    assert chosen is not None
+    assert chosen.url != home.url
 
 
 @pytest.mark.parametrize(
@@ -239,7 +252,8 @@ def test_prefix_aware_load_never_exceeds_the_bound(prompts: list[str], n: int) -
         endpoints = [Endpoint(u, c) for u, c in loads.items()]
         bound = policy.load_bound(endpoints)
         chosen = policy.pick(Snapshot.of(endpoints), RequestInfo(tenant * 600))
-        assert chosen is not None and chosen.in_flight < bound
+        assert chosen is not None
+        assert chosen.in_flight < bound
         loads[chosen.url] += 1
 
 

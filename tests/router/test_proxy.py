@@ -20,7 +20,8 @@ async def test_non_streaming_chat_through_the_router(
 ) -> None:
     router = await router_factory([s.url for s in two_sims])
     status, raw = await post(f"{router.url}/v1/chat/completions", {**CHAT, "max_tokens": 3})
-    assert status == 200 and json.loads(raw)["usage"]["completion_tokens"] == 3
+    assert status == 200
+    assert json.loads(raw)["usage"]["completion_tokens"] == 3
 
 
 async def test_streaming_arrives_chunk_by_chunk(
@@ -41,7 +42,8 @@ async def test_streaming_arrives_chunk_by_chunk(
             rest = await response.read()
         total = loop.time() - start
     assert json.loads(first.removeprefix(b"data: "))["choices"][0]["delta"]["content"]
-    assert first_at < 0.2 and total > 0.3
+    assert first_at < 0.2
+    assert total > 0.3
     assert events(rest)[-1] == "[DONE]"
 
 
@@ -56,7 +58,8 @@ async def test_openai_client_works_unchanged(
         reply = await client.chat.completions.create(
             model="sim-model", messages=[{"role": "user", "content": "hi"}], max_tokens=4
         )
-        assert reply.usage is not None and reply.usage.completion_tokens == 4
+        assert reply.usage is not None
+        assert reply.usage.completion_tokens == 4
         stream = await client.chat.completions.create(
             model="sim-model",
             messages=[{"role": "user", "content": "hi"}],
@@ -66,7 +69,8 @@ async def test_openai_client_works_unchanged(
         )
         chunks = [chunk async for chunk in stream]
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        assert len(text.split()) == 5 and chunks[-1].usage is not None
+        assert len(text.split()) == 5
+        assert chunks[-1].usage is not None
         completion = await client.completions.create(model="sim-model", prompt="x", max_tokens=2)
         assert len(completion.choices[0].text.split()) == 2
         with pytest.raises(openai.NotFoundError, match="does not exist"):
@@ -82,7 +86,8 @@ async def test_api_key_is_required_when_configured(
 ) -> None:
     router = await router_factory([two_sims[0].url], api_keys=frozenset({"sk-a"}))
     status, raw = await post(f"{router.url}/v1/chat/completions", CHAT)
-    assert status == 401 and "API key" in json.loads(raw)["error"]["message"]
+    assert status == 401
+    assert "API key" in json.loads(raw)["error"]["message"]
     status, _ = await post(f"{router.url}/v1/chat/completions", CHAT, Authorization="Bearer no")
     assert status == 401
     client = openai.AsyncOpenAI(base_url=f"{router.url}/v1", api_key="wrong", max_retries=0)
@@ -113,20 +118,23 @@ async def test_malformed_requests_get_openai_errors(
     await wait_for_models(router.url)
     got, raw = await post(f"{router.url}/v1/chat/completions", body)
     error = json.loads(raw)["error"]
-    assert got == status and needle in error["message"], error
+    assert got == status, error
+    assert needle in error["message"]
     assert sum(s.engine.stats.started for s in two_sims) == 0
 
 
 async def test_unknown_path_is_an_openai_404(router_factory: RouterFactory) -> None:
     router = await router_factory(["http://127.0.0.1:9"])
     async with aiohttp.ClientSession() as session, session.get(f"{router.url}/nope") as r:
-        assert r.status == 404 and "no route" in (await r.json())["error"]["message"]
+        assert r.status == 404
+        assert "no route" in (await r.json())["error"]["message"]
 
 
 async def test_no_healthy_backend_is_503(router_factory: RouterFactory) -> None:
     router = await router_factory([])
     status, raw = await post(f"{router.url}/v1/chat/completions", CHAT)
-    assert status == 503 and "no healthy backend" in json.loads(raw)["error"]["message"]
+    assert status == 503
+    assert "no healthy backend" in json.loads(raw)["error"]["message"]
     async with aiohttp.ClientSession() as session, session.get(f"{router.url}/ready") as r:
         assert r.status == 503
 
@@ -175,7 +183,8 @@ async def test_client_disconnect_reaches_the_backend(
         assert sim.engine.stats.running == 1
         response.close()
     await until(lambda: sim.engine.stats.aborted == 1)
-    assert sim.engine.stats.aborted_ids == ["bye-1"] and sim.engine.stats.running == 0
+    assert sim.engine.stats.aborted_ids == ["bye-1"]
+    assert sim.engine.stats.running == 0
     in_flight = f'llmsvc_router_backend_in_flight{{backend="{sim.url}"}} 0.0'
     assert in_flight in await scrape(router.url)
 

@@ -35,7 +35,8 @@ async def test_chat_completion_has_message_and_usage(sim_factory: SimFactory) ->
     sim = await sim_factory()
     status, raw = await post(f"{sim.url}/v1/chat/completions", {**CHAT, "max_tokens": 5})
     body = json.loads(raw)
-    assert status == 200 and body["object"] == "chat.completion"
+    assert status == 200
+    assert body["object"] == "chat.completion"
     assert len(body["choices"][0]["message"]["content"].split()) == 5
     assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
 
@@ -54,12 +55,14 @@ async def test_streaming_chat_sends_chunks_usage_and_done(sim_factory: SimFactor
     request = {**CHAT, "max_tokens": 4, "stream": True, "stream_options": {"include_usage": True}}
     status, raw = await post(f"{sim.url}/v1/chat/completions", request)
     chunks = events(raw)
-    assert status == 200 and chunks[-1] == "[DONE]"
+    assert status == 200
+    assert chunks[-1] == "[DONE]"
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:-2])
     assert len(text.split()) == 4
     assert chunks[-3]["choices"][0]["finish_reason"] == "length"
-    assert chunks[-2]["choices"] == [] and chunks[-2]["usage"]["completion_tokens"] == 4
+    assert chunks[-2]["choices"] == []
+    assert chunks[-2]["usage"]["completion_tokens"] == 4
 
 
 async def test_streaming_without_include_usage_has_no_usage_chunk(sim_factory: SimFactory) -> None:
@@ -88,7 +91,9 @@ async def test_bad_requests_get_openai_errors(
     sim = await sim_factory()
     got, raw = await post(f"{sim.url}/v1/chat/completions", body)
     error = json.loads(raw)["error"]
-    assert got == status and needle in error["message"] and error["code"] == status
+    assert got == status
+    assert needle in error["message"]
+    assert error["code"] == status
 
 
 async def test_health_is_503_while_loading_then_200(sim_factory: SimFactory) -> None:

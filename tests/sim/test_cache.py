@@ -13,7 +13,8 @@ def test_only_full_blocks_are_hashed_and_hashes_chain() -> None:
     hashes = block_hashes(tokens, 16)
     assert len(hashes) == 2
     changed = block_hashes(["x", *tokens[1:]], 16)
-    assert changed[0] != hashes[0] and changed[1] != hashes[1]
+    assert changed[0] != hashes[0]
+    assert changed[1] != hashes[1]
 
 
 def test_lookup_counts_leading_hits_only() -> None:

@@ -36,7 +36,8 @@ async def test_a_cached_prefix_makes_the_first_token_faster() -> None:
     warm, _ = await run_one(engine, PROMPT + " and one more question")
     assert cold >= 0.09  # 400 uncached tokens x 0.25 ms
     assert warm < cold / 3
-    assert engine.stats.prefix_hits >= 384 and engine.stats.prefix_queries == 800 + 4
+    assert engine.stats.prefix_hits >= 384
+    assert engine.stats.prefix_queries == 800 + 4
 
 
 async def test_requests_beyond_max_num_seqs_wait() -> None:
@@ -67,7 +68,8 @@ async def test_closing_the_stream_early_counts_an_abort() -> None:
     stream = engine.generate("req-1", "p", ["p"], 50)
     assert await anext(stream)
     await stream.aclose()
-    assert engine.stats.aborted == 1 and engine.stats.aborted_ids == ["req-1"]
+    assert engine.stats.aborted == 1
+    assert engine.stats.aborted_ids == ["req-1"]
     assert engine.stats.running == 0
 
 

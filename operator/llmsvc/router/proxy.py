@@ -192,4 +192,5 @@ STARTED = web.RequestKey("started", float)
 
 def request_started(request: web.Request) -> float:
     """When the router received ``request`` (monotonic seconds)."""
-    return request.get(STARTED, time.monotonic())
+    started: float = request.get(STARTED, time.monotonic())
+    return started

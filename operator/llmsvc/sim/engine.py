@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -139,7 +139,7 @@ class Engine:
 
     async def generate(
         self, request_id: str, prompt: str, tokens: Sequence[str], max_tokens: int
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Yield ``max_tokens`` words with simulated timing; an early close counts as an abort."""
         start = time.monotonic()
         produced = 0

@@ -9,6 +9,10 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmsvc.sim.engine import SimConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--itl-ms-per-seq", type=float, default=0.05, help="ITL per running seq")
 
 
-def config_from_args(args: argparse.Namespace) -> object:
+def config_from_args(args: argparse.Namespace) -> SimConfig:
     """Build the ``SimConfig`` from parsed flags (flag names match the field names)."""
     from llmsvc.sim.engine import SimConfig
 
@@ -47,11 +51,9 @@ def run(args: argparse.Namespace) -> int:
     """Serve the simulator until interrupted."""
     from llmsvc.router.server import serve_forever
     from llmsvc.sim.app import create_app
-    from llmsvc.sim.engine import SimConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = config_from_args(args)
-    assert isinstance(config, SimConfig)
     logging.getLogger("llmsvc.sim").info(
         "simulating model %s on %s:%d", config.model, args.host, args.port
     )
