@@ -17,6 +17,7 @@ HEALTH_URL = f"http://127.0.0.1:{HTTP_PORT}/health"
 HEALTH_TIMEOUT_SECONDS = 4
 
 _IS_LEADER = '[ "$NODE_RANK" = "0" ]'
+INDENT = "  "
 
 
 def vllm_serve(svc: LLMService, model_path: str, *, headless: bool) -> list[str]:
@@ -47,25 +48,23 @@ def vllm_serve(svc: LLMService, model_path: str, *, headless: bool) -> list[str]
     return words + [shlex.quote(arg) for arg in spec.engine.args]
 
 
-def _exec(words: Sequence[str]) -> str:
-    return "exec " + " \\\n  ".join(words)
+def _exec(words: Sequence[str], indent: str = "") -> str:
+    """``exec WORD \\ WORD ...`` with one word per line (quoted words may hold newlines)."""
+    return indent + "exec " + f" \\\n{indent}  ".join(words)
 
 
-def _branch(leader: str, worker: str) -> str:
-    indent = "\n  ".join
-    return (
-        f"if {_IS_LEADER}; then\n  {indent(leader.splitlines())}\n"
-        f"else\n  {indent(worker.splitlines())}\nfi"
-    )
+def _branch(leader: Sequence[str], worker: Sequence[str]) -> str:
+    """``if rank 0 then LEADER else WORKER fi``; the lines come already indented."""
+    return "\n".join([f"if {_IS_LEADER}; then", *leader, "else", *worker, "fi"])
 
 
 def native_script(svc: LLMService, model_path: str) -> str:
     """vLLM's own multi-node launch: every rank runs ``vllm serve``, ranks != 0 ``--headless``."""
-    leader = _exec(vllm_serve(svc, model_path, headless=False))
     if svc.spec.parallelism.nodes == 1:
-        return f"set -eu\n{leader}\n"
-    worker = _exec(vllm_serve(svc, model_path, headless=True))
-    return f"set -eu\n{_branch(leader, worker)}\n"
+        return f"set -eu\n{_exec(vllm_serve(svc, model_path, headless=False))}\n"
+    leader = _exec(vllm_serve(svc, model_path, headless=False), INDENT)
+    worker = _exec(vllm_serve(svc, model_path, headless=True), INDENT)
+    return f"set -eu\n{_branch([leader], [worker])}\n"
 
 
 # Counts the alive nodes of the local Ray cluster (0 while it is not reachable yet).
@@ -82,19 +81,15 @@ _HEAD_UP = (
 
 def ray_script(svc: LLMService, model_path: str) -> str:
     """Ray backend: rank 0 starts the head, waits for NNODES nodes, then serves; others join."""
-    leader = "\n".join(
-        [
-            f"ray start --head --port={RAY_PORT}",
-            f'until [ "$({_RAY_ALIVE})" -ge "$NNODES" ]; do sleep 5; done',
-            _exec(vllm_serve(svc, model_path, headless=False)),
-        ]
-    )
-    worker = "\n".join(
-        [
-            f"until {_HEAD_UP}; do sleep 5; done",
-            f'exec ray start --address="$MASTER_ADDR:{RAY_PORT}" --block',
-        ]
-    )
+    leader = [
+        f"{INDENT}ray start --head --port={RAY_PORT}",
+        f'{INDENT}until [ "$({_RAY_ALIVE})" -ge "$NNODES" ]; do sleep 5; done',
+        _exec(vllm_serve(svc, model_path, headless=False), INDENT),
+    ]
+    worker = [
+        f"{INDENT}until {_HEAD_UP}; do sleep 5; done",
+        f'{INDENT}exec ray start --address="$MASTER_ADDR:{RAY_PORT}" --block',
+    ]
     return f"set -eu\n{_branch(leader, worker)}\n"
 
 
