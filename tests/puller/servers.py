@@ -52,6 +52,7 @@ class State:
     requests: list[Logged] = field(default_factory=list)
     rate: float | None = None  # bytes per second per response, None = unthrottled
     token: str | None = None  # required bearer token, None = open
+    sha256: bool = False  # advertise X-Checksum-Sha256 on file responses
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def log(self, entry: Logged) -> Logged:
@@ -132,6 +133,8 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.send_header("Accept-Ranges", "bytes")
+        if self.state.sha256:
+            self.send_header("X-Checksum-Sha256", hashlib.sha256(data).hexdigest())
         self.send_header("Content-Length", str(end - start))
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
@@ -155,13 +158,20 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(2)
 
 
+class _Quiet(ThreadingHTTPServer):
+    """Clients that go away (killed pulls, dropped connections) are expected here."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return
+
+
 class Server:
     """A threaded server on 127.0.0.1 with a free port; ``url`` is its base URL."""
 
     def __init__(self, handler: type[Handler], state: State) -> None:
         handler_cls = type("BoundHandler", (handler,), {"state": state})
         self.state = state
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
+        self.httpd = _Quiet(("127.0.0.1", 0), handler_cls)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -233,7 +243,7 @@ class HubHandler(Handler):
 
     def info(self, repo_id: str, rev: str, entry: Logged) -> None:
         repo = self.access(repo_id, entry)
-        commit = repo and self.commit_of(repo, rev, entry)
+        commit = None if repo is None else self.commit_of(repo, rev, entry)
         if repo is None or commit is None:
             return
         siblings = [self.sibling(name, data, repo) for name, data in sorted(repo.files.items())]
@@ -244,7 +254,10 @@ class HubHandler(Handler):
     def sibling(name: str, data: bytes, repo: Repo) -> dict[str, Any]:
         out: dict[str, Any] = {"rfilename": name}
         if name in repo.lfs:
-            pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\nsize {len(data)}\n"
+            sha = hashlib.sha256(data).hexdigest()
+            pointer = (
+                f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {len(data)}\n"
+            )
             out |= {"blobId": git_blob_sha1(pointer.encode()), "size": len(data)}
             out["lfs"] = {
                 "sha256": hashlib.sha256(data).hexdigest(),
@@ -257,7 +270,7 @@ class HubHandler(Handler):
 
     def resolve(self, repo_id: str, rev: str, name: str, entry: Logged, head: bool) -> None:
         repo = self.access(repo_id, entry)
-        commit = repo and self.commit_of(repo, rev, entry)
+        commit = None if repo is None else self.commit_of(repo, rev, entry)
         if repo is None or commit is None:
             return
         if name not in repo.files:

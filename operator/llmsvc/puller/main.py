@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s llmsvc-pull %(levelname)s %(message)s",
     )
+    for noisy in ("httpx", "httpx2", "botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from llmsvc.puller.errors import PullError
     from llmsvc.puller.pull import Request, pull
     from llmsvc.puller.transfer import Options

@@ -121,7 +121,7 @@ class HttpClient:
                 url = urljoin(url, resp.headers.get("Location", ""))
                 resp.read()
                 if _origin(url) != first:
-                    headers.pop("Authorization", None)
+                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                 continue
             return self._body(resp, url, start)
         raise NetworkError(f"too many redirects fetching {_safe(url)}")
