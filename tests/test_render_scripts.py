@@ -1,0 +1,211 @@
+"""The rank scripts and probe commands, run for real under /bin/sh with stub ``vllm``/``ray``
+programs and a real /health server on 127.0.0.1: branching per rank and backend, and quoting."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmsvc.render import render
+from tests.invalid_cases import merge, setter
+from tests.render_helpers import Manifest, engine_of, env_of, kinds, load, svc_with
+
+# --- env and commands -------------------------------------------------------------------------
+
+RANK = {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}
+
+
+def test_env_on_every_rank() -> None:
+    svc = load("03-two-nodes.yaml")
+    sts = kinds(render(svc), "StatefulSet")[0]
+    master = "llama-405b-0-0.llama-405b-headless.default.svc.cluster.local"
+    assert env_of(sts) == {
+        "MASTER_ADDR": master,
+        "MASTER_PORT": "29501",
+        "NODE_RANK": RANK,
+        "NNODES": "2",
+        "WORLD_SIZE": "16",
+        "LWS_LEADER_ADDRESS": master,
+        "LWS_GROUP_SIZE": "2",
+        "LWS_WORKER_INDEX": RANK,
+        "VLLM_ENGINE_READY_TIMEOUT_S": "3600",
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_HOST_IP": {"fieldRef": {"fieldPath": "status.podIP"}},
+    }
+
+
+def test_user_env_comes_last_and_groups_have_their_own_master() -> None:
+    user = [{"name": "NCCL_DEBUG", "value": "INFO"}]
+    svc = svc_with(setter("spec.engine.env", user), setter("spec.replicas", 2))
+    second = kinds(render(svc), "StatefulSet")[1]
+    assert engine_of(second)["env"][-1] == user[0]
+    assert env_of(second)["MASTER_ADDR"].startswith("invalid-case-1-0.invalid-case-headless.")
+
+
+@pytest.fixture
+def stubs(tmp_path: Path) -> Path:
+    """A bin dir whose ``vllm`` and ``ray`` append their argv (JSON) to calls.jsonl."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("vllm", "ray"):
+        stub = bin_dir / tool
+        stub.write_text(
+            f"#!{sys.executable}\nimport json, os, sys\n"
+            "with open(os.environ['CALLS'], 'a') as f:\n"
+            f"    f.write(json.dumps([{tool!r}, *sys.argv[1:]]) + '\\n')\n"
+        )
+        stub.chmod(0o755)
+    (bin_dir / "python3").symlink_to(sys.executable)
+    (tmp_path / "ray.py").write_text(  # fake Ray module for the head's wait loop
+        "import os\ndef init(**kwargs): pass\n"
+        "def nodes(): return [{'Alive': True}] * int(os.environ['NNODES'])\n"
+    )
+    return tmp_path
+
+
+def run_rank(sts: Manifest, rank: int, stubs: Path) -> list[list[str]]:
+    """Run the engine command of ``sts`` as rank ``rank``; the stub calls it made."""
+    env = {e["name"]: e["value"] for e in engine_of(sts)["env"] if "value" in e}
+    env |= {"NODE_RANK": str(rank), "CALLS": str(stubs / "calls.jsonl")}
+    env |= {"PATH": f"{stubs / 'bin'}:/usr/bin:/bin", "PYTHONPATH": str(stubs)}
+    subprocess.run(engine_of(sts)["command"], env=env, check=True, timeout=30, cwd=stubs)
+    calls = (stubs / "calls.jsonl").read_text().splitlines()
+    (stubs / "calls.jsonl").unlink()
+    return [json.loads(line) for line in calls]
+
+
+MODEL_DIR = "/models/hf/meta-llama/Llama-3.1-405B-Instruct-FP8/main"
+COMMON = [
+    "--tensor-parallel-size", "8", "--pipeline-parallel-size", "2", "--max-model-len", "8192",
+    "--gpu-memory-utilization", "0.9", "--served-model-name", "llama-3.1-405b-instruct",
+    "--port", "8000",
+]  # fmt: skip
+
+
+def test_native_command_per_rank(stubs: Path) -> None:
+    sts = kinds(render(load("03-two-nodes.yaml")), "StatefulSet")[0]
+    master = env_of(sts)["MASTER_ADDR"]
+    multi = ["--nnodes", "2", "--master-addr", master, "--master-port", "29501"]
+    leader = run_rank(sts, 0, stubs)
+    assert leader == [
+        ["vllm", "serve", MODEL_DIR, *COMMON, *multi[:2], "--node-rank", "0", *multi[2:],
+         "--enable-prefix-caching"]
+    ]  # fmt: skip
+    worker = run_rank(sts, 1, stubs)
+    assert worker == [
+        ["vllm", "serve", MODEL_DIR, *COMMON, *multi[:2], "--node-rank", "1", *multi[2:],
+         "--headless", "--enable-prefix-caching"]
+    ]  # fmt: skip
+
+
+def test_single_node_has_no_multi_node_flags(stubs: Path) -> None:
+    sts = kinds(render(load("01-single-gpu.yaml")), "StatefulSet")[0]
+    (call,) = run_rank(sts, 0, stubs)
+    assert call[:3] == ["vllm", "serve", "/models/hf/Qwen/Qwen2.5-1.5B-Instruct/main"]
+    assert not {"--nnodes", "--headless", "--master-addr"} & set(call)
+
+
+def test_ray_command_per_rank(stubs: Path) -> None:
+    sts = kinds(render(load("06-ray.yaml")), "StatefulSet")[0]
+    head = run_rank(sts, 0, stubs)
+    assert head[0] == ["ray", "start", "--head", "--port=6379"]
+    assert head[1][:2] == ["vllm", "serve"]
+    assert head[1][-2:] == ["--distributed-executor-backend", "ray"]
+    assert "--nnodes" not in head[1]
+    assert "--headless" not in head[1]
+    script = engine_of(sts)["command"][2]
+    assert 'exec ray start --address="$MASTER_ADDR:6379" --block' in script
+    assert script.count("vllm serve") == 1  # workers only join the Ray cluster
+
+
+HOSTILE = ["--chat-template", "$(touch {m}); `touch {m}`", "it's; touch {m}", "a\nb", "*"]
+
+
+def test_user_strings_are_shell_quoted(stubs: Path) -> None:
+    marker = stubs / "pwned"
+    args = [a.format(m=marker) for a in HOSTILE]
+    svc = svc_with(
+        setter("spec.engine.args", args),
+        setter("spec.model.servedName", f"x $(touch {marker})"),
+        merge("spec.parallelism", {"tensor": 1, "pipeline": 2, "gpusPerNode": 1}),
+    )
+    sts = kinds(render(svc), "StatefulSet")[0]
+    for rank in (0, 1):
+        (call,) = run_rank(sts, rank, stubs)
+        assert call[-len(args) :] == args
+        assert call[call.index("--served-model-name") + 1] == f"x $(touch {marker})"
+    assert not marker.exists()
+
+
+# --- probes -----------------------------------------------------------------------------------
+
+
+@given(st.integers(min_value=60, max_value=86_400))
+@settings(max_examples=50)
+def test_startup_window_covers_the_timeout(timeout: int) -> None:
+    sts = kinds(render(svc_with(setter("spec.startup.timeoutSeconds", timeout))), "StatefulSet")
+    container = engine_of(sts[0])
+    startup = container["startupProbe"]
+    assert startup["failureThreshold"] * startup["periodSeconds"] >= timeout
+    assert startup["failureThreshold"] == math.ceil(timeout / startup["periodSeconds"])
+    assert env_of(sts[0])["VLLM_ENGINE_READY_TIMEOUT_S"] == str(timeout)
+
+
+def test_probes_are_exec_and_only_rank_zero_does_http() -> None:
+    container = engine_of(kinds(render(load("03-two-nodes.yaml")), "StatefulSet")[0])
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = container[kind]
+        assert set(probe) & {"httpGet", "tcpSocket", "grpc"} == set()
+        command = probe["exec"]["command"]
+        assert command[:2] == ["/bin/sh", "-c"]
+        assert "http://127.0.0.1:8000/health" in command[2]
+        env = {"NODE_RANK": "1", "PATH": "/nonexistent"}
+        result = subprocess.run(command, env=env, check=False)
+        assert result.returncode == 0, "workers pass without running anything"
+    assert container["readinessProbe"]["periodSeconds"] == 5
+    assert container["livenessProbe"]["failureThreshold"] == 3
+
+
+class _Health(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/health" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        del args
+
+
+@pytest.fixture
+def health_server() -> Iterator[HTTPServer]:
+    server = HTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_rank_zero_probe_follows_health(health_server: HTTPServer) -> None:
+    container = engine_of(kinds(render(load("01-single-gpu.yaml")), "StatefulSet")[0])
+    port = health_server.server_address[1]
+    script = container["readinessProbe"]["exec"]["command"][2]
+    command = ["/bin/sh", "-c", script.replace("127.0.0.1:8000", f"127.0.0.1:{port}")]
+    env = {"NODE_RANK": "0", "PATH": os.environ["PATH"]}
+    _Health.status = 200
+    assert subprocess.run(command, env=env, capture_output=True, check=False).returncode == 0
+    _Health.status = 503
+    assert subprocess.run(command, env=env, capture_output=True, check=False).returncode != 0
