@@ -151,3 +151,12 @@ async def test_models_and_stats(sim_factory: SimFactory) -> None:
             assert [m["id"] for m in (await response.json())["data"]] == ["m1"]
         async with session.get(f"{sim.url}/sim/stats") as response:
             assert (await response.json())["finished"] == 0
+
+
+async def test_reset_prefix_cache_empties_the_cache(sim_factory: SimFactory) -> None:
+    sim = await sim_factory()
+    await post(f"{sim.url}/v1/completions", {"prompt": " ".join(["w"] * 64), "max_tokens": 1})
+    assert len(sim.engine.cache) == 4
+    status, _ = await post(f"{sim.url}/reset_prefix_cache", b"")
+    assert status == 200
+    assert len(sim.engine.cache) == 0

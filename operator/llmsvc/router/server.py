@@ -32,9 +32,16 @@ class Running:
         await self.runner.cleanup()
 
 
-async def start(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> Running:
-    """Serve ``app`` on ``host:port`` (``0`` picks a free port) and return once listening."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+async def start(
+    app: web.Application, host: str = "127.0.0.1", port: int = 0, grace_s: float = 5.0
+) -> Running:
+    """Serve ``app`` on ``host:port`` (``0`` picks a free port) and return once listening.
+
+    On stop, open requests get ``grace_s`` seconds to finish before their connections close.
+    """
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=grace_s
+    )
     await runner.setup()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

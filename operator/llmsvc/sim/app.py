@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from llmsvc.router.errors import RequestError, error_bytes
 from llmsvc.sim import protocol
+from llmsvc.sim.cache import PrefixCache
 from llmsvc.sim.engine import Engine, SimConfig, tokenize
 from llmsvc.sim.metrics import EngineCollector, SimMetrics
 
@@ -36,6 +37,7 @@ def create_app(config: SimConfig, registry: CollectorRegistry | None = None) -> 
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/sim/stats", _stats)
+    app.router.add_post("/reset_prefix_cache", _reset_prefix_cache)
     return app
 
 
@@ -75,6 +77,13 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def _stats(request: web.Request) -> web.Response:
     return web.json_response(dataclasses.asdict(request.app[ENGINE].stats))
+
+
+async def _reset_prefix_cache(request: web.Request) -> web.Response:
+    """Empty the prefix cache, as vLLM's dev endpoint of the same name does."""
+    engine = request.app[ENGINE]
+    engine.cache = PrefixCache(engine.cache.capacity_blocks)
+    return web.Response(status=200)
 
 
 async def _models(request: web.Request) -> web.Response:
