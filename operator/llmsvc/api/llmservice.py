@@ -85,7 +85,8 @@ def _message(err: ErrorDetails) -> str:
         return "Required value"
     if err["type"] == "literal_error":
         allowed = ", ".join(f'"{v}"' for v in re.findall(r"'([^']*)'", err["ctx"]["expected"]))
-        return f"Unsupported value: {json.dumps(err['input'], default=str)}: supported values: {allowed}"
+        given = json.dumps(err["input"], default=str)
+        return f"Unsupported value: {given}: supported values: {allowed}"
     return str(err["msg"]).removeprefix("Value error, ")
 
 
