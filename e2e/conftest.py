@@ -1,0 +1,136 @@
+"""Fixtures for e2e tests: the local control plane, the CRDs from crds/, a namespace per test.
+
+Switches (environment):
+  LLMSVC_USE_KUBECONFIG=1  run against the cluster in $KUBECONFIG instead of starting the local one
+  LLMSVC_KEEP=1            keep the namespace of a failed test for inspection
+  LLMSVC_CLUSTER_DOWN=1    stop the local cluster after the session (default: keep it for reuse)
+Every test under e2e/ is marked `e2e` (select or deselect with `-m e2e` / `-m "not e2e"`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from e2e.helpers import CLUSTER_DIR, REPO, cluster_setting, env_flag, kubectl
+
+CRD_DIR = REPO / "crds"
+FAILED = pytest.StashKey[bool]()
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The cluster under test: its kubeconfig and whether this session started it."""
+
+    kubeconfig: Path
+    started_here: bool
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test collected from e2e/ as `e2e`."""
+    e2e_dir = Path(__file__).resolve().parent
+    for item in items:
+        if e2e_dir in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember on the item whether any phase failed (the namespace fixture reads it)."""
+    report = yield
+    if report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+def _run_script(name: str, timeout: float) -> str:
+    """Run e2e/cluster/NAME; on failure fail the session with the script's own error output."""
+    script = CLUSTER_DIR / name
+    try:
+        proc = subprocess.run(
+            [str(script)], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{script} did not finish within {timeout:.0f} s", pytrace=False)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-60:])
+        pytest.fail(f"{script} failed (exit {proc.returncode}):\n{tail}", pytrace=False)
+    return proc.stdout
+
+
+def _start_local_cluster() -> Path:
+    """Build what is missing (cached after the first run) and start or reuse the local cluster."""
+    _run_script("build.sh", timeout=3600)
+    lines = _run_script("up.sh", timeout=300).strip().splitlines()
+    if not lines:
+        pytest.fail("e2e/cluster/up.sh printed no kubeconfig path", pytrace=False)
+    return Path(lines[-1])
+
+
+def _install_crds(files: list[Path]) -> None:
+    """Apply CRD files and wait until the API server serves them."""
+    for path in files:
+        proc = kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path), check=False)
+        if proc.returncode != 0:
+            pytest.fail(f"the API server rejected {path}:\n{proc.stderr}", pytrace=False)
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"-f={p}" for p in files))
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """The cluster under test, with KUBECONFIG exported and the cached binaries first on PATH."""
+    os.environ["PATH"] = f"{cluster_setting('LLMSVC_BIN')}{os.pathsep}{os.environ.get('PATH', '')}"
+    if env_flag("LLMSVC_USE_KUBECONFIG"):
+        path = os.environ.get("KUBECONFIG")
+        if not path:
+            pytest.fail("LLMSVC_USE_KUBECONFIG=1 needs KUBECONFIG set", pytrace=False)
+        found = Cluster(Path(path), started_here=False)
+    else:
+        found = Cluster(_start_local_cluster(), started_here=True)
+        os.environ["KUBECONFIG"] = str(found.kubeconfig)
+    version = kubectl("version", check=False)
+    if version.returncode != 0:
+        pytest.fail(
+            f"cannot reach the cluster in {found.kubeconfig}: {version.stderr}", pytrace=False
+        )
+    yield found
+    if found.started_here and env_flag("LLMSVC_CLUSTER_DOWN"):
+        _run_script("down.sh", timeout=120)
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> list[Path]:
+    """Every crds/*.yaml applied and Established (fails with the API server's error if rejected)."""
+    files = sorted(CRD_DIR.glob("*.yaml"))
+    if not files:
+        pytest.fail(f"no CRDs in {CRD_DIR} (make generate)", pytrace=False)
+    _install_crds(files)
+    return files
+
+
+def _namespace_name(test_name: str) -> str:
+    """A fresh DNS-1123 namespace name derived from the test name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"e2e-{slug}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test; deleted afterwards unless LLMSVC_KEEP=1 and the test failed."""
+    name = _namespace_name(request.node.name)
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "llmsvc.io/e2e=true")
+    yield name
+    if env_flag("LLMSVC_KEEP") and request.node.stash.get(FAILED, False):
+        print(f"LLMSVC_KEEP=1: kept namespace {name} (KUBECONFIG={cluster.kubeconfig})")
+        return
+    kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -1,0 +1,136 @@
+"""Small helpers for e2e tests: run kubectl against the test cluster and wait for conditions.
+
+The session fixture in e2e/conftest.py exports KUBECONFIG and puts the cached binaries (kubectl,
+helm, ...) first on PATH, so these helpers and any subprocess a test starts use the same cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parent.parent
+CLUSTER_DIR = REPO / "e2e" / "cluster"
+DEFAULT_TIMEOUT = 60.0
+
+
+class KubectlError(AssertionError):
+    """kubectl exited non-zero; the message carries the command and its stderr."""
+
+
+def kubectl(
+    *args: str,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> subprocess.CompletedProcess[str]:
+    """Run `kubectl ARGS` (text mode); raise KubectlError with its stderr when check fails."""
+    proc = subprocess.run(
+        ["kubectl", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise KubectlError(
+            f"kubectl {' '.join(args)} exited {proc.returncode}:\n{proc.stderr.strip()}"
+        )
+    return proc
+
+
+def kubectl_json(*args: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    """Run `kubectl ARGS -o json` and return the parsed object."""
+    out: dict[str, Any] = json.loads(kubectl(*args, "-o", "json", timeout=timeout).stdout)
+    return out
+
+
+def to_yaml(objects: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> str:
+    """One or many manifests as a multi-document YAML string."""
+    docs = [objects] if isinstance(objects, Mapping) else list(objects)
+    return yaml.safe_dump_all([dict(d) for d in docs], sort_keys=False)
+
+
+def apply(
+    objects: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+    namespace: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl apply` manifests given as dicts (server-side validation, like a user would)."""
+    ns = ["-n", namespace] if namespace else []
+    return kubectl("apply", *ns, "-f", "-", input=to_yaml(objects), check=check)
+
+
+def wait_for(
+    predicate: Callable[[], T | None],
+    timeout: float = DEFAULT_TIMEOUT,
+    interval: float = 0.25,
+    what: str = "condition",
+) -> T:
+    """Poll `predicate` until it returns a truthy value and return it; fail after `timeout` s.
+
+    Exceptions from the predicate count as "not yet"; the last one is reported on timeout.
+    """
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = predicate()
+        except Exception as exc:  # reported below if it never succeeds
+            value, last = None, exc
+        else:
+            last = value
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}"
+            )
+        time.sleep(interval)
+
+
+def pods(namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+    """Pods of a namespace, optionally filtered by a label selector."""
+    sel = ["-l", selector] if selector else []
+    items: list[dict[str, Any]] = kubectl_json("get", "pods", "-n", namespace, *sel)["items"]
+    return items
+
+
+def is_ready(obj: Mapping[str, Any]) -> bool:
+    """True when the object's status has condition Ready=True (pods, nodes, LLMServices)."""
+    conditions = obj.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def exists(kind: str, name: str, namespace: str) -> bool:
+    """Whether `kind/name` exists in `namespace`."""
+    proc = kubectl(
+        "get", kind, name, "-n", namespace, "--ignore-not-found", "-o", "name", check=False
+    )
+    return bool(proc.stdout.strip())
+
+
+def cluster_setting(name: str) -> str:
+    """A variable of e2e/cluster/common.sh (e.g. LLMSVC_BIN, cluster_dir), as the scripts see it."""
+    out = subprocess.run(
+        ["bash", "-c", f'. "{CLUSTER_DIR}/common.sh" && printf %s "${name}"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout
+
+
+def env_flag(name: str) -> bool:
+    """An environment switch such as LLMSVC_KEEP=1 (1/true/yes, case-insensitive)."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
