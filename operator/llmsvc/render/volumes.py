@@ -15,6 +15,7 @@ the engine mounts it read-only and loads ``/models/<cache_dir(uri, revision)>``.
 
 from __future__ import annotations
 
+import copy
 import posixpath
 from typing import Any
 
@@ -113,5 +114,5 @@ def init_container(svc: LLMService, image: str) -> Manifest:
             {"name": MODEL_CACHE, "mountPath": MOUNT_PATH, "readOnly": read_only},
             {"name": SCRATCH, "mountPath": SCRATCH_PATH},
         ],
-        "securityContext": dict(RESTRICTED_SECURITY),
+        "securityContext": copy.deepcopy(RESTRICTED_SECURITY),
     }
