@@ -56,8 +56,8 @@ fmt: venv ## format and autofix
 	$(BIN)/ruff check --fix operator tests e2e
 
 .PHONY: demo
-demo: venv ## the main job: render an example (upgraded to a live cluster demo as it lands)
-	$(BIN)/llmsvc render -f examples/03-two-nodes.yaml
+demo: venv cluster-bins ## the main job: local cluster, operator, an example reaching Ready, router + sims
+	scripts/demo.sh
 
 .PHONY: cluster-bins
 cluster-bins: ## build the local control plane binaries into ~/.cache/llmsvc (idempotent)

@@ -1,0 +1,95 @@
+"""Run ``llmsvc operator`` as a real process against the test cluster, and read its metrics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from e2e.helpers import wait_for
+
+RESYNC_SECONDS = 2.0
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OperatorProcess:
+    """One operator process: start it, SIGKILL it, read its counters."""
+
+    def __init__(self, resync: float = RESYNC_SECONDS) -> None:
+        self.resync = resync
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = Path(tempfile.mkstemp(prefix="llmsvc-operator-", suffix=".log")[1])
+
+    def start(self) -> None:
+        """Start the operator and wait until its liveness endpoint answers."""
+        command = [
+            sys.executable, "-m", "llmsvc.cli", "operator",
+            "--resync-seconds", str(self.resync),
+            "--restart-backoff-seconds", "1",
+            "--health-address", f"127.0.0.1:{self.health_port}",
+            "--metrics-address", f"127.0.0.1:{self.metrics_port}",
+        ]  # fmt: skip
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ)
+            )
+        wait_for(self._healthy, timeout=30, what=f"operator liveness (log: {self.log})")
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"operator exited: {self.log.read_text()[-3000:]}")
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed or evicted operator pod would die."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGTERM), falling back to SIGKILL."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def metric(self, name: str) -> float:
+        """The sum of every sample of metric ``name`` (all label sets)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                head = line.split(" ")[0]
+                if head == name or head.startswith(name + "{"):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def writes(self) -> float:
+        """API write requests made by this process so far."""
+        return self.metric("llmsvc_operator_api_writes_total")
+
+    def settle(self, seconds: float) -> None:
+        """Sleep ``seconds`` (time for several resyncs)."""
+        time.sleep(seconds)

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `make demo`: the whole path on this machine, no GPU or Docker needed.
+#   1. start (or reuse) the local control plane: real kube-apiserver/etcd/scheduler/controllers,
+#      KWOK fake nodes with 8 fake GPUs each (e2e/cluster/up.sh)
+#   2. install the CRD, run the operator, apply examples/03-two-nodes.yaml and wait for Ready
+#   3. show what the operator built, then the data plane on loopback: the router in front of two
+#      vLLM simulators answering an OpenAI chat request
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. e2e/cluster/common.sh
+export PATH="$PWD/.venv/bin:$LLMSVC_BIN:$PATH"
+ns=llmsvc-demo
+example=examples/03-two-nodes.yaml
+name=llama-405b
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+step "local control plane"
+KUBECONFIG=$(e2e/cluster/up.sh | tail -n 1)
+export KUBECONFIG
+kubectl get nodes -L nvidia.com/gpu.product
+
+step "CRD and operator"
+kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
+kubectl wait --for=condition=Established crd/llmservices.llmsvc.io --timeout=60s >/dev/null
+log=$(mktemp -t llmsvc-operator-XXXX.log)
+llmsvc operator --resync-seconds 5 --health-address "127.0.0.1:$(port)" \
+	--metrics-address "127.0.0.1:$(port)" >"$log" 2>&1 &
+pids+=($!)
+echo "operator running (log: $log)"
+
+step "kubectl apply -f $example"
+kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -n "$ns" -f "$example"
+kubectl wait --for=condition=Ready "llmservice/$name" -n "$ns" --timeout=180s
+kubectl get llmservices,statefulsets,services,pods -n "$ns"
+kubectl get llmservice "$name" -n "$ns" -o jsonpath='{.status.conditions}' | python3 -m json.tool
+
+step "data plane on loopback: router in front of two vLLM simulators"
+backends=()
+for i in 1 2; do
+	p=$(port)
+	llmsvc sim --port "$p" --model demo --host 127.0.0.1 >/dev/null 2>&1 &
+	pids+=($!)
+	backends+=(--backend "http://127.0.0.1:$p")
+done
+rp=$(port)
+llmsvc router "${backends[@]}" --host 127.0.0.1 --port "$rp" --policy prefix-aware >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$rp/health" >/dev/null 2>&1 && break; sleep 0.2; done
+curl -fsS "http://127.0.0.1:$rp/v1/chat/completions" -H 'content-type: application/json' \
+	-d '{"model":"demo","messages":[{"role":"user","content":"Hello!"}],"max_tokens":12}' |
+	python3 -m json.tool
+
+step "done"
+echo "The cluster keeps running: KUBECONFIG=$KUBECONFIG kubectl get llmservices -A"
+echo "Stop it with: make cluster-down"
