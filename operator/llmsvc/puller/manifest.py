@@ -42,24 +42,63 @@ class RemoteFile:
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
-def file_digest(path: Path, algo: str, size: int) -> str:
-    """Digest of ``path`` in the given algorithm (git-sha1 is git's blob id)."""
-    h = hashlib.sha1() if algo == "git-sha1" else hashlib.new(algo)  # noqa: S324 (git's own id)
-    if algo == "git-sha1":
-        h.update(f"blob {size}\0".encode())
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+class Digest:
+    """An incremental check of one checksum: ``update`` with the bytes in order, then ``ok``."""
+
+    def __init__(self, checksum: Checksum, size: int) -> None:
+        self.expected = checksum.value
+        self._hash = hashlib.new("sha1" if checksum.algo == "git-sha1" else checksum.algo)
+        if checksum.algo == "git-sha1":
+            self._hash.update(f"blob {size}\0".encode())
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._hash.update(data)
+
+    def ok(self) -> bool:
+        return self._hash.hexdigest() == self.expected
 
 
-def multipart_etag(path: Path, part_size: int) -> str:
-    """S3's ETag of a multipart upload with parts of ``part_size``: md5 of the part md5s, -N."""
-    digests = []
-    with path.open("rb") as f:
-        while block := f.read(part_size):
-            digests.append(hashlib.md5(block).digest())  # noqa: S324 (S3's definition)
-    return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"  # noqa: S324
+class EtagDigest(Digest):
+    """S3's multipart ETag (md5 of the part md5s, ``-N``) for each plausible part size."""
+
+    def __init__(self, checksum: Checksum, size: int) -> None:
+        self.expected = checksum.value
+        parts = int(checksum.value.rsplit("-", 1)[1])
+        self._sizes = etag_part_sizes(size, parts)
+        self._current = [hashlib.md5() for _ in self._sizes]  # noqa: S324 (S3's definition)
+        self._filled = [0 for _ in self._sizes]
+        self._digests: list[list[bytes]] = [[] for _ in self._sizes]
+
+    def update(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        for i, part in enumerate(self._sizes):
+            rest = view
+            while rest:
+                take = min(len(rest), part - self._filled[i])
+                self._current[i].update(rest[:take])
+                self._filled[i] += take
+                rest = rest[take:]
+                if self._filled[i] == part:
+                    self._close(i)
+
+    def _close(self, i: int) -> None:
+        self._digests[i].append(self._current[i].digest())
+        self._current[i] = hashlib.md5()  # noqa: S324
+        self._filled[i] = 0
+
+    def ok(self) -> bool:
+        for i in range(len(self._sizes)):
+            if self._filled[i]:
+                self._close(i)
+            joined = hashlib.md5(b"".join(self._digests[i])).hexdigest()  # noqa: S324
+            if f"{joined}-{len(self._digests[i])}" == self.expected:
+                return True
+        return False
+
+
+def new_digest(checksum: Checksum, size: int) -> Digest:
+    """The incremental checker for ``checksum``."""
+    return EtagDigest(checksum, size) if checksum.algo == "s3-etag" else Digest(checksum, size)
 
 
 def etag_part_sizes(size: int, parts: int) -> list[int]:
@@ -76,14 +115,15 @@ def matches(path: Path, checksum: Checksum | None, size: int) -> bool:
     try:
         if path.stat().st_size != size:
             return False
+        if checksum is None:
+            return True
+        digest = new_digest(checksum, size)
+        with path.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
     except OSError:
         return False
-    if checksum is None:
-        return True
-    if checksum.algo != "s3-etag":
-        return file_digest(path, checksum.algo, size) == checksum.value
-    parts = int(checksum.value.rsplit("-", 1)[1])
-    return any(multipart_etag(path, p) == checksum.value for p in etag_part_sizes(size, parts))
+    return digest.ok()
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,14 @@ from llmsvc.puller.errors import (
     TransientError,
     VerifyError,
 )
-from llmsvc.puller.manifest import TMP_DIR, RemoteFile, fsync_dir, matches
+from llmsvc.puller.manifest import TMP_DIR, Digest, RemoteFile, fsync_dir, matches, new_digest
 from llmsvc.puller.progress import Progress, human
 from llmsvc.puller.sources import Source
 
 log = logging.getLogger("llmsvc.pull")
 _READ = 1 << 20
 _SPACE_MARGIN = 16 << 20
+_HASH_CHUNK = 8 << 20
 T = TypeVar("T")
 
 
@@ -109,6 +110,9 @@ class FileJob:
     remaining: int = 0
     finished: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    digest: Digest | None = None
+    hashed: int = 0
+    hash_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def state_path(self) -> Path:
@@ -197,6 +201,8 @@ class Transfer:
             j.fd = os.open(j.tmp, os.O_RDWR | os.O_CREAT, 0o644)
             os.ftruncate(j.fd, j.remote.size)
             j.remaining = sum(1 for p in j.parts if p.done < p.end - p.start)
+            expected = self.source.expected(j.remote)
+            j.digest = None if expected is None else new_digest(expected, j.remote.size)
         for j in [j for j in self.jobs if j.remaining == 0]:
             self._finish(j)
         with ThreadPoolExecutor(max(1, self.opts.concurrency), "llmsvc-pull") as pool:
@@ -212,6 +218,7 @@ class Transfer:
     def _part(self, job: FileJob, part: Part) -> None:
         what = f"fetching {job.remote.path} bytes {part.start + part.done}-{part.end}"
         with_retries(what, lambda: self._stream(job, part), self.opts)
+        self._advance_hash(job, block=False)
         with job.lock:
             job.remaining -= 1
             last = job.remaining == 0
@@ -222,23 +229,50 @@ class Transfer:
         if self.cancel.is_set():
             raise PullError("cancelled")
         stream = self.source.open(job.remote, part.start + part.done, part.end)
+        since_hash, buf = 0, _buffer()
         try:
             while part.done < part.end - part.start and not self.cancel.is_set():
-                want = min(_READ, part.end - part.start - part.done)
-                data = stream.read(want)
-                if not data:
+                want = min(len(buf), part.end - part.start - part.done)
+                n = stream.readinto(buf[:want])
+                if not n:
                     raise TransientError("connection ended before the range was complete")
-                _pwrite(job.fd, data, part.start + part.done)
-                part.done += len(data)
-                self.progress.add(len(data))
+                _pwrite(job.fd, buf[:n], part.start + part.done)
+                part.done += n
+                self.progress.add(n)
+                since_hash += n
+                if since_hash >= _HASH_CHUNK:
+                    since_hash = 0
+                    self._advance_hash(job, block=False)
         finally:
             stream.close()
         if self.cancel.is_set():
             raise PullError("cancelled")
 
+    def _advance_hash(self, job: FileJob, block: bool) -> None:
+        """Feed the file's digest with the bytes now contiguous on disk (reads the page cache).
+
+        Hashing follows the download instead of re-reading the whole file at the end.
+        """
+        if job.digest is None or not job.hash_lock.acquire(blocking=block):
+            return
+        try:
+            frontier = contiguous(job.parts, job.remote.size)
+            while job.hashed < frontier:
+                data = os.pread(job.fd, min(_HASH_CHUNK, frontier - job.hashed), job.hashed)
+                job.digest.update(data)
+                job.hashed += len(data)
+        finally:
+            job.hash_lock.release()
+
+    def _verified(self, job: FileJob) -> bool:
+        if self.source.expected(job.remote) is None:
+            return True
+        self._advance_hash(job, block=True)
+        return job.digest is None or job.digest.ok()
+
     def _finish(self, job: FileJob) -> None:
         os.fsync(job.fd)
-        if not matches(job.tmp, self.source.expected(job.remote), job.remote.size):
+        if not self._verified(job):
             self._refetch(job)
         job.final.parent.mkdir(parents=True, exist_ok=True)
         job.finished = True
@@ -251,6 +285,7 @@ class Transfer:
         """A checksum mismatch after download: fetch the whole file once more, in one stream."""
         log.warning("%s does not match its checksum; fetching it again", job.remote.path)
         job.parts = [Part(0, job.remote.size)]
+        job.digest = None
         self._part_again(job)
         c = self.source.expected(job.remote)
         if not matches(job.tmp, c, job.remote.size):
@@ -288,7 +323,26 @@ class Transfer:
                 j.fd = -1
 
 
-def _pwrite(fd: int, data: bytes, offset: int) -> None:
+_local = threading.local()
+
+
+def _buffer() -> memoryview:
+    """This thread's read buffer (one per worker, reused for every part)."""
+    if not hasattr(_local, "buf"):
+        _local.buf = memoryview(bytearray(_READ))
+    buf: memoryview = _local.buf
+    return buf
+
+
+def contiguous(parts: list[Part], size: int) -> int:
+    """How many bytes from the start of the file are on disk (parts are in offset order)."""
+    for p in parts:
+        if p.done < p.end - p.start:
+            return p.start + p.done
+    return size
+
+
+def _pwrite(fd: int, data: memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
         try:

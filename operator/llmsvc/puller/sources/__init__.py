@@ -21,9 +21,9 @@ class Listing:
 
 
 class Stream(Protocol):
-    """An open byte range: ``read(n)`` returns at most ``n`` bytes, ``b""`` at the end."""
+    """An open byte range: ``readinto(buf)`` fills up to ``len(buf)`` bytes, 0 at the end."""
 
-    def read(self, n: int) -> bytes: ...
+    def readinto(self, buf: memoryview) -> int: ...
 
     def close(self) -> None: ...
 

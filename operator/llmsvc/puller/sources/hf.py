@@ -107,12 +107,14 @@ class HfSource:
 
     def _index(self, name: str) -> set[str] | None:
         stream = self.http.get(self.url(name))
+        buf, chunks = bytearray(1 << 16), []
         try:
-            body = b"".join(iter(lambda: stream.read(1 << 20), b""))
+            while n := stream.readinto(memoryview(buf)):
+                chunks.append(bytes(buf[:n]))
         finally:
             stream.close()
         try:
-            return {str(v) for v in json.loads(body)["weight_map"].values()}
+            return {str(v) for v in json.loads(b"".join(chunks))["weight_map"].values()}
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 

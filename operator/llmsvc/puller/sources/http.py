@@ -44,14 +44,14 @@ class HttpStream:
         self._client, self._resp, self._skip = client, resp, skip
         self.headers = resp.headers
 
-    def read(self, n: int) -> bytes:
+    def readinto(self, buf: memoryview) -> int:
         try:
             while self._skip:
                 dropped = self._resp.read(min(self._skip, 1 << 20))
                 if not dropped:
                     raise TransientError("connection closed while skipping to the range start")
                 self._skip -= len(dropped)
-            return self._resp.read(n)
+            return self._resp.readinto(buf)
         except (http.client.HTTPException, OSError) as exc:
             self._client.forget()
             raise TransientError(f"reading the body failed: {exc!r}") from exc
@@ -179,6 +179,7 @@ def probe(client: HttpClient, url: str) -> tuple[int, bool, Checksum | None]:
         h = stream.headers
         m = _CONTENT_RANGE.match(h.get("Content-Range", ""))
         if m is not None and m.group(3) != "*":
+            stream.readinto(memoryview(bytearray(2)))  # the one byte: the connection stays reusable
             return int(m.group(3)), True, _advertised_sha256(h)
         length = h.get("Content-Length")
         if length is None:

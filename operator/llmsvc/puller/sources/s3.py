@@ -67,9 +67,11 @@ class S3Stream:
     def __init__(self, body: Any) -> None:
         self._body = body
 
-    def read(self, n: int) -> bytes:
+    def readinto(self, buf: memoryview) -> int:
         try:
-            return bytes(self._body.read(n))
+            data = self._body.read(len(buf))
+            buf[: len(data)] = data
+            return len(data)
         except (BotoCoreError, OSError) as exc:
             raise TransientError(f"reading from S3 failed: {exc!r}") from exc
 

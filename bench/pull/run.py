@@ -1,0 +1,184 @@
+"""``make bench-pull``: ``llmsvc pull`` throughput against a plain baseline, on loopback only.
+
+A synthetic model (default 2 GiB in 4 shards plus a config) is served by a local HTTP server
+(sendfile, ranged) and by a local S3 server (moto in server mode). For each source it times, in
+the same run: the baseline (``curl``, one stream per file, the same bytes, written to disk),
+``llmsvc pull`` (cold, into an empty cache, verifying sizes and checksums), and the warm re-run
+(marker present). It prints throughput, the ratio pull/baseline (goal >= 0.8) and the warm time
+(goal < 1 s). Everything lives in one temporary directory that is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+GiB = 1 << 30
+MiB = 1 << 20
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Row:
+    source: str
+    size: int
+    baseline: float
+    pull: float
+    warm: float
+    note: str = ""
+
+    def line(self) -> str:
+        rate = lambda t: f"{self.size / t / MiB:8.0f} MiB/s ({t:6.2f}s)"  # noqa: E731
+        return (
+            f"{self.source:<22} {self.size / GiB:5.2f} GiB  baseline {rate(self.baseline)}  "
+            f"pull {rate(self.pull)}  ratio {self.baseline / self.pull:4.2f}  "
+            f"warm {self.warm:5.2f}s  {self.note}"
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def generate(root: Path, total: int, shards: int) -> dict[str, dict[str, str]]:
+    """Shards of unique pseudo-random bytes plus config.json; returns name -> digests."""
+    root.mkdir(parents=True)
+    block = os.urandom(16 * MiB)
+    sums: dict[str, dict[str, str]] = {}
+    for i in range(shards):
+        name = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        sha, md5 = hashlib.sha256(), hashlib.md5()  # noqa: S324 (S3's ETag)
+        with (root / name).open("wb") as f:
+            for j in range(total // shards // len(block)):
+                chunk = f"{i}-{j}".encode().ljust(64, b".") + block[64:]
+                f.write(chunk)
+                sha.update(chunk)
+                md5.update(chunk)
+        sums[name] = {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+    (root / "config.json").write_text(json.dumps({"architectures": ["Bench"]}))
+    sums["config.json"] = {"sha256": hashlib.sha256((root / "config.json").read_bytes()).hexdigest()}
+    return sums
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+    """Run a server until the block ends; waits until ``port`` accepts connections."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} did not start on port {port}")
+            time.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} failed ({res.returncode}): {res.stderr[-2000:]}")
+    return elapsed
+
+
+def curl_all(urls: list[str], out: Path) -> float:
+    """The baseline: plain curl, one stream per file, the files one after the other, to disk."""
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for url in urls:
+        timed(["curl", "-sSf", "-o", str(out / url.rsplit("/", 1)[1]), url])
+    elapsed = time.perf_counter() - started
+    shutil.rmtree(out)
+    return elapsed
+
+
+def pull_pair(args: list[str], dest: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(cold, warm) seconds of ``llmsvc pull``; the cache is removed afterwards."""
+    cmd = [str(BIN / "llmsvc"), "pull", *args[:1], str(dest), *args[1:]]
+    cold = timed(cmd, env)
+    warm = timed(cmd, env)
+    shutil.rmtree(dest)
+    return cold, warm
+
+
+def bench_http(src: Path, sums: dict[str, dict[str, str]], work: Path, size: int) -> Row:
+    port = free_port()
+    sha = work / "sha256.json"
+    sha.write_text(json.dumps({f"model/{k}": v["sha256"] for k, v in sums.items()}))
+    cmd = [sys.executable, str(HERE / "fileserver.py"), str(src.parent), str(port), str(sha)]
+    base = f"http://127.0.0.1:{port}"
+    with process(cmd, port):
+        baseline = curl_all([f"{base}/model/{n}" for n in sums], work / "curl")
+        files = [a for n in sums for a in ("--file", n)]
+        cold, warm = pull_pair([f"{base}/model", *files], work / "cache", dict(os.environ))
+    return Row("https (sendfile server)", size, baseline, cold, warm, "sha256 verified")
+
+
+def bench_s3(src: Path, sums: dict[str, dict[str, str]], work: Path, size: int) -> Row:
+    import boto3
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ) | {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_ENDPOINT_URL": url,
+        "AWS_REGION": "us-east-1",
+    }
+    with process([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], port):
+        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
+        client.create_bucket(Bucket="bench")
+        for name in sums:
+            client.upload_file(str(src / name), "bench", f"model/{name}")
+        baseline = curl_all([f"{url}/bench/model/{n}" for n in sums], work / "curl")
+        cold, warm = pull_pair(["s3://bench/model"], work / "cache", env)
+    return Row("s3 (moto server)", size, baseline, cold, warm, "ETag (multipart MD5) verified")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-gib", type=float, default=2.0)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--only", choices=["http", "s3"], default=None)
+    parser.add_argument("--tmp", default=None, help="parent of the temporary directory")
+    args = parser.parse_args()
+    size = int(args.size_gib * GiB) // (args.shards * 16 * MiB) * (args.shards * 16 * MiB)
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="llmsvc-bench-pull-", dir=args.tmp) as tmp:
+        work = Path(tmp)
+        src = work / "src" / "model"
+        sums = generate(src, size, args.shards)
+        total = size + (src / "config.json").stat().st_size
+        for name, fn in (("http", bench_http), ("s3", bench_s3)):
+            if args.only in (None, name):
+                rows.append(fn(src, sums, work, total))
+                print(rows[-1].line(), flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print("goals: ratio >= 0.80 (pull vs baseline), warm re-run < 1 s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
