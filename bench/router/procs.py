@@ -1,0 +1,153 @@
+"""Start and stop the benchmark's processes: ``llmsvc sim`` backends, ``llmsvc router``, nginx."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+NGINX_INSTALL = "apt-get update && apt-get install -y nginx-light"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_ready(url: str, path: str = "/health", seconds: float = 20.0) -> None:
+    """Poll ``url + path`` until it answers 200."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(seconds / 0.05)):
+            try:
+                async with session.get(url + path) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url}{path} did not become ready in {seconds} s")
+
+
+class Proc:
+    """A child process serving HTTP on ``url``."""
+
+    def __init__(self, argv: list[str], url: str) -> None:
+        self.url = url
+        self.popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        """Terminate the process (kill after 5 s)."""
+        self.popen.terminate()
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+def llmsvc(*args: str) -> list[str]:
+    """argv running ``llmsvc ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "llmsvc.cli", *args]
+
+
+async def start_sim(options: list[str]) -> Proc:
+    """One ``llmsvc sim`` on a free loopback port."""
+    port = free_port()
+    proc = Proc(llmsvc("sim", "--host", "127.0.0.1", "--port", str(port), *options), "")
+    proc.url = f"http://127.0.0.1:{port}"
+    await wait_ready(proc.url)
+    return proc
+
+
+async def start_router(backends: list[str], policy: str, options: list[str]) -> Proc:
+    """``llmsvc router`` over ``backends`` on a free loopback port."""
+    port = free_port()
+    argv = llmsvc("router", "--host", "127.0.0.1", "--port", str(port), "--policy", policy)
+    for url in backends:
+        argv += ["--backend", url]
+    proc = Proc(argv + options, f"http://127.0.0.1:{port}")
+    await wait_ready(proc.url, "/ready")
+    return proc
+
+
+def nginx_config(backends: list[str], port: int, workdir: Path) -> str:
+    """An nginx config proxying to ``backends`` with least_conn and no buffering."""
+    servers = "\n".join(f"    server {u.removeprefix('http://')};" for u in backends)
+    temp = "\n".join(
+        f"  {kind}_temp_path {workdir}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""worker_processes 1;
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+{temp}
+  upstream backends {{
+    least_conn;
+{servers}
+    keepalive 512;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 16m;
+    location / {{
+      proxy_pass http://backends;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_request_buffering off;
+      proxy_read_timeout 600s;
+    }}
+  }}
+}}
+"""
+
+
+async def start_nginx(backends: list[str]) -> Proc | None:
+    """nginx least_conn in front of ``backends``; ``None`` when nginx is not installed."""
+    binary = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if binary is None:
+        return None
+    workdir = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
+    port = free_port()
+    config = workdir / "nginx.conf"
+    config.write_text(nginx_config(backends, port, workdir))
+    proc = Proc(
+        [binary, "-p", str(workdir), "-c", str(config), "-e", str(workdir / "error.log")],
+        f"http://127.0.0.1:{port}",
+    )
+    await wait_ready(proc.url, "/health")
+    return proc
+
+
+async def reset_caches(backends: list[str]) -> None:
+    """Empty every backend's prefix cache so each run starts cold."""
+    async with aiohttp.ClientSession() as session:
+        for url in backends:
+            async with session.post(f"{url}/reset_prefix_cache") as response:
+                response.raise_for_status()
+
+
+async def sim_stats(backends: list[str]) -> tuple[int, int]:
+    """Summed (prefix cache hits, queries) in tokens over ``backends``."""
+    hits = queries = 0
+    async with aiohttp.ClientSession() as session:
+        for url in backends:
+            async with session.get(f"{url}/sim/stats") as response:
+                stats = await response.json()
+            hits += stats["prefix_hits"]
+            queries += stats["prefix_queries"]
+    return hits, queries

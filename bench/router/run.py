@@ -1,0 +1,165 @@
+"""``make bench-router``: the router against nginx least_conn and a direct client, in one run.
+
+Phase 1 (overhead): one ``llmsvc sim`` backend, N concurrent streams back to back, sent
+(a) straight to the backend, (b) through nginx, (c) through ``llmsvc router``. The router's
+added latency is its percentile minus the direct percentile.
+
+Phase 2 (routing): four ``llmsvc sim`` backends with a bounded prefix cache, a chat workload of
+sessions sharing long per-tenant system prompts, Poisson arrivals at several rates, sent through
+(b) nginx least_conn and (c) the router with each policy. Caches are emptied before every run.
+Loopback only; every loop is bounded in requests and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from dataclasses import asdict
+
+import procs
+from loadgen import closed_loop, open_loop
+from report import Summary, summarize, table
+from workload import schedule
+
+POLICIES = ("round-robin", "least-request", "prefix-aware", "session")
+ROUTING_SIM = [
+    "--max-num-seqs", "32", "--kv-cache-tokens", "12000", "--max-model-len", "65536",
+    "--prefill-base-ms", "2", "--prefill-ms-per-token", "0.1",
+    "--itl-base-ms", "15", "--itl-ms-per-seq", "0.2",
+]  # fmt: skip
+OVERHEAD_SIM = [
+    "--max-num-seqs", "2048", "--prefill-base-ms", "0", "--prefill-ms-per-token", "0",
+    "--itl-base-ms", "100", "--itl-ms-per-seq", "0",
+]  # fmt: skip
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=256, help="phase 1 streams")
+    parser.add_argument("--overhead-requests", type=int, default=2048)
+    parser.add_argument("--rates", default="8,16,28", help="phase 2 arrivals per second")
+    parser.add_argument("--duration", type=float, default=20.0, help="phase 2 seconds per run")
+    parser.add_argument("--warmup", type=float, default=5.0, help="phase 2 seconds not measured")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="small run for a smoke test")
+    parser.add_argument("--json", help="also write all figures to this file")
+    return parser.parse_args()
+
+
+async def overhead_phase(args: argparse.Namespace) -> list[Summary]:
+    sim = await procs.start_sim(OVERHEAD_SIM)
+    rows = []
+    try:
+        targets: list[tuple[str, procs.Proc | None]] = [("direct", None)]
+        nginx = await procs.start_nginx([sim.url])
+        targets.append(("nginx least_conn", nginx))
+        router = await procs.start_router([sim.url], "least-request", ["--max-concurrency", "4096"])
+        targets.append(("router", router))
+        for name, proc in targets:
+            if name.startswith("nginx") and proc is None:
+                print(f"nginx is not installed; skipping it (install: {procs.NGINX_INSTALL})")
+                continue
+            base = proc.url if proc else sim.url
+            await closed_loop(base, 16, 64, 10, 10.0)  # warm connections
+            start = time.perf_counter()
+            results = await closed_loop(
+                base, args.concurrency, args.overhead_requests, 10, 120.0, stagger_s=1.0
+            )
+            rows.append(summarize(name, results, time.perf_counter() - start))
+            print(f"  overhead {name}: done", flush=True)
+        for _, proc in targets:
+            if proc:
+                proc.stop()
+    finally:
+        sim.stop()
+    return rows
+
+
+async def routing_run(
+    name: str, base: str, backends: list[str], rate: float, args: argparse.Namespace
+) -> Summary:
+    await procs.reset_caches(backends)
+    hits0, queries0 = await procs.sim_stats(backends)
+    planned = schedule(rate, args.warmup + args.duration, args.seed)
+    results = await open_loop(base, planned, args.max_tokens)
+    hits, queries = await procs.sim_stats(backends)
+    hit_rate = (hits - hits0) / (queries - queries0) if queries > queries0 else None
+    print(f"  rate {rate:g}/s {name}: done", flush=True)
+    measured = [r for r, p in zip(results, planned, strict=True) if p.at >= args.warmup]
+    return summarize(name, measured, args.duration, hit_rate)
+
+
+async def routing_phase(args: argparse.Namespace) -> dict[float, list[Summary]]:
+    sims = [await procs.start_sim([*ROUTING_SIM, "--seed", str(i)]) for i in range(4)]
+    backends = [s.url for s in sims]
+    out: dict[float, list[Summary]] = {}
+    try:
+        for rate in [float(r) for r in args.rates.split(",")]:
+            rows = []
+            nginx = await procs.start_nginx(backends)
+            if nginx is None:
+                print(f"nginx is not installed; skipping it (install: {procs.NGINX_INSTALL})")
+            else:
+                rows.append(await routing_run("nginx least_conn", nginx.url, backends, rate, args))
+                nginx.stop()
+            for policy in POLICIES:
+                router = await procs.start_router(backends, policy, ["--max-concurrency", "32"])
+                rows.append(await routing_run(f"router {policy}", router.url, backends, rate, args))
+                router.stop()
+            out[rate] = rows
+    finally:
+        for sim in sims:
+            sim.stop()
+    return out
+
+
+async def main() -> None:
+    args = parse()
+    if args.quick:
+        args.concurrency, args.overhead_requests = 64, 256
+        args.rates, args.duration, args.warmup = "8,24", 6.0, 2.0
+    load_before = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load average before {load_before[0]:.2f}", flush=True)
+    print(
+        f"phase 1: router overhead, {args.concurrency} concurrent streams, 1 sim backend",
+        flush=True,
+    )
+    overhead = await overhead_phase(args)
+    print(
+        "phase 2: routing quality, 4 sim backends, sessions sharing long system prompts", flush=True
+    )
+    routing = await routing_phase(args)
+    load_after = os.getloadavg()
+    print()
+    print(f"## Overhead: {args.concurrency} concurrent streams, one backend, 10 tokens each")
+    print(table(overhead, "direct", "added"))
+    for rate, rows in routing.items():
+        print()
+        print(
+            f"## Routing: Poisson {rate:g} req/s, {args.duration:g} s measured after "
+            f"{args.warmup:g} s warm-up, 4 backends, ratios vs nginx least_conn"
+        )
+        print(table(rows, "nginx least_conn", "ratio"))
+    print()
+    print(
+        f"load average (1 min): {load_before[0]:.2f} before, {load_after[0]:.2f} after, {os.cpu_count()} cores"
+    )
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(
+                {
+                    "overhead": [asdict(r) for r in overhead],
+                    "routing": {str(k): [asdict(r) for r in v] for k, v in routing.items()},
+                    "load": [load_before[0], load_after[0]],
+                },
+                handle,
+                indent=1,
+            )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
