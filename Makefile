@@ -70,3 +70,8 @@ cluster-up: cluster-bins ## start (or reuse) the local control plane with fake G
 .PHONY: cluster-down
 cluster-down: ## stop and delete the local control plane
 	e2e/cluster/down.sh
+
+.PHONY: bench-router
+bench-router: venv ## router vs nginx least_conn vs direct, 4 llmsvc sim backends on loopback (~8 min)
+	@PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || echo "nginx not found; install it to compare: apt-get update && apt-get install -y nginx-light"
+	PATH="$$PATH:/usr/sbin" $(PY) bench/router/run.py $(BENCH_ROUTER_ARGS)
