@@ -120,9 +120,13 @@ def _base_schema(tp: Any, origin: Any, metadata: list[Any]) -> Schema:
 
 
 def _default(field: FieldInfo) -> Any:
+    """The CRD default of a field. A nested object defaults to its fully defaulted form, not to
+    ``{}``: the API server checks an object's CEL rules against the default as written."""
     if field.default_factory is not None:
         value = field.default_factory()  # type: ignore[call-arg]
-        return {} if isinstance(value, BaseModel) else None
+        if isinstance(value, BaseModel):
+            return value.model_dump(by_alias=True, exclude_none=True, mode="json")
+        return None
     if field.default is PydanticUndefined or field.default is None:
         return None
     return field.default

@@ -15,6 +15,8 @@ CASES: list[tuple[str, Any, Any, bool]] = [
     ("missing key", {}, {"a": 1}, False),
     ("empty desired list may be absent live", {}, {"tolerations": []}, True),
     ("empty desired dict may be absent live", {}, {"affinity": {}}, True),
+    ("false bool may be absent live (omitempty)", {}, {"readOnly": False}, True),
+    ("true bool may not be absent live", {}, {"readOnly": True}, False),
     ("quantity normalised to string", {"gpu": "8"}, {"gpu": 8}, True),
     ("list order matters", {"l": [1, 2]}, {"l": [2, 1]}, False),
     ("list length matters", {"l": [1, 2, 3]}, {"l": [1, 2]}, False),

@@ -126,7 +126,7 @@ CACHE_RULES = (
 
 ENGINE_RULES = (
     Rule(
-        cel=f"self.args.all(a, !a.matches('{_OWNED_FLAG_RE}'))",
+        cel=f"!has(self.args) || self.args.all(a, !a.matches('{_OWNED_FLAG_RE}'))",
         message="engine.args sets a flag the operator owns (parallelism, --max-model-len, "
         "--served-model-name, --port, multi-node flags): use the matching spec field instead",
         check=lambda e: not any(owned_flag(a) for a in e.args),

@@ -61,6 +61,11 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime, *, resync: float
         configure(settings, logging.getLogger().level)
         runtime.attach(await api_client())
 
+    @kopf.on.login(registry=registry)
+    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In a pod: the service account; elsewhere: $KUBECONFIG (or ~/.kube/config).
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.cleanup(registry=registry)
     async def _cleanup(**_: Any) -> None:
         await runtime.close()

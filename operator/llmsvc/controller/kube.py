@@ -95,11 +95,12 @@ class Kube:
             raise
 
     async def list(self, kind: str, namespace: str, selector: str) -> list[Obj]:
-        """Objects of ``kind`` in ``namespace`` matching ``selector``, each with its kind set."""
+        """Objects of ``kind`` in ``namespace`` matching ``selector``, kind and apiVersion set."""
         result = await self._call("GET", path(kind, namespace), query=[("labelSelector", selector)])
         items = [dict(item) for item in result.get("items") or []]
-        for item in items:
+        for item in items:  # list items come without their kind and apiVersion
             item.setdefault("kind", kind)
+            item.setdefault("apiVersion", result.get("apiVersion", ""))
         return items
 
     async def apply(self, obj: Obj) -> Obj:

@@ -2,32 +2,53 @@
 
 The API server adds defaults, normalises quantities and drops empty values, so a live object is
 never byte-equal to the desired one. ``satisfies(live, desired)`` is true when every field the
-operator sets has the same value live; fields it does not set are ignored.
+operator sets has the same value live; fields it does not set are ignored. ``mismatches`` names
+the fields that differ (logged when the operator re-applies an object).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-_EMPTY: tuple[Any, ...] = (None, "", [], {})
+
+def _empty(value: Any) -> bool:
+    """Values the API server leaves out of a stored object (omitempty)."""
+    return value is None or value is False or value in ("", 0, [], {})
 
 
-def satisfies(live: Any, desired: Any) -> bool:
-    """True when ``live`` holds every value of ``desired`` (recursively)."""
+def mismatches(live: Any, desired: Any, path: str = "") -> Iterator[str]:
+    """Paths of the values of ``desired`` that ``live`` does not hold."""
     if isinstance(desired, dict):
-        if not isinstance(live, dict):
-            return False
-        return all(_field_ok(live, key, value) for key, value in desired.items())
-    if isinstance(desired, list):
+        yield from _dict_mismatches(live, desired, path)
+    elif isinstance(desired, list):
         if not isinstance(live, list) or len(live) != len(desired):
-            return False
-        return all(satisfies(a, b) for a, b in zip(live, desired, strict=True))
+            yield path or "."
+        else:
+            for i, (a, b) in enumerate(zip(live, desired, strict=True)):
+                yield from mismatches(a, b, f"{path}[{i}]")
+    elif not _scalar_equal(live, desired):
+        yield path or "."
+
+
+def _dict_mismatches(live: Any, desired: dict[str, Any], path: str) -> Iterator[str]:
+    if not isinstance(live, dict):
+        yield path or "."
+        return
+    for key, value in desired.items():
+        if key not in live:
+            if not _empty(value):
+                yield f"{path}.{key}"
+        else:
+            yield from mismatches(live[key], value, f"{path}.{key}")
+
+
+def _scalar_equal(live: Any, desired: Any) -> bool:
     if type(live) is not type(desired) and not isinstance(desired, bool):
         return str(live) == str(desired)
     return bool(live == desired)
 
 
-def _field_ok(live: dict[str, Any], key: str, value: Any) -> bool:
-    if key not in live:
-        return value in _EMPTY
-    return satisfies(live[key], value)
+def satisfies(live: Any, desired: Any) -> bool:
+    """True when ``live`` holds every value of ``desired`` (recursively)."""
+    return next(mismatches(live, desired), None) is None

@@ -1,0 +1,48 @@
+"""``llmsvc operator`` flags and the kopf settings it applies (no cluster needed)."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+import pytest
+
+from llmsvc.cli import build_parser
+from llmsvc.controller.handlers import configure, register
+from llmsvc.controller.metrics import OperatorMetrics
+from llmsvc.controller.reconciler import Settings
+from llmsvc.controller.runtime import Runtime
+
+
+def test_operator_flags_and_defaults() -> None:
+    args = build_parser("operator").parse_args(["operator", "-n", "a", "--namespace", "b"])
+    assert args.namespace == ["a", "b"]
+    assert args.resync_seconds == 30
+    assert args.health_address.endswith(":8080")
+
+
+def test_operator_help_names_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser("operator").parse_args(["operator", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--namespace", "--image", "--resync-seconds", "--metrics-address"):
+        assert flag in out
+
+
+def test_kopf_bookkeeping_lives_under_our_prefix() -> None:
+    settings = kopf.OperatorSettings()
+    configure(settings, logging.INFO)
+    assert settings.persistence.finalizer == "llmsvc.io/finalizer"
+    assert settings.watching.server_timeout == 300
+    assert settings.watching.client_timeout is not None
+    assert settings.watching.client_timeout > settings.watching.server_timeout
+    assert settings.networking.request_timeout == 30
+    assert settings.peering.standalone
+
+
+def test_handlers_register_on_a_private_registry() -> None:
+    registry = kopf.OperatorRegistry()
+    runtime = Runtime(settings=Settings(image="img"), metrics=OperatorMetrics())
+    register(registry, runtime, resync=5)
+    ids = {h.id for h in registry._spawning.get_all_handlers()}
+    assert any("resync" in i for i in ids)
