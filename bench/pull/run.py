@@ -27,6 +27,7 @@ from pathlib import Path
 
 GiB = 1 << 30
 MiB = 1 << 20
+KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}  # moto accepts any
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
@@ -40,11 +41,13 @@ class Row:
     warm: float
     note: str = ""
 
+    def rate(self, seconds: float) -> str:
+        return f"{self.size / seconds / MiB:5.0f} MiB/s ({seconds:5.2f}s)"
+
     def line(self) -> str:
-        rate = lambda t: f"{self.size / t / MiB:8.0f} MiB/s ({t:6.2f}s)"  # noqa: E731
         return (
-            f"{self.source:<22} {self.size / GiB:5.2f} GiB  baseline {rate(self.baseline)}  "
-            f"pull {rate(self.pull)}  ratio {self.baseline / self.pull:4.2f}  "
+            f"{self.source:<22} {self.size / GiB:5.2f} GiB  baseline {self.rate(self.baseline)}  "
+            f"pull {self.rate(self.pull)}  ratio {self.baseline / self.pull:4.2f}  "
             f"warm {self.warm:5.2f}s  {self.note}"
         )
 
@@ -71,7 +74,8 @@ def generate(root: Path, total: int, shards: int) -> dict[str, dict[str, str]]:
                 md5.update(chunk)
         sums[name] = {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
     (root / "config.json").write_text(json.dumps({"architectures": ["Bench"]}))
-    sums["config.json"] = {"sha256": hashlib.sha256((root / "config.json").read_bytes()).hexdigest()}
+    config = (root / "config.json").read_bytes()
+    sums["config.json"] = {"sha256": hashlib.sha256(config).hexdigest()}
     return sums
 
 
@@ -141,13 +145,13 @@ def bench_s3(src: Path, sums: dict[str, dict[str, str]], work: Path, size: int) 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ) | {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_ACCESS_KEY_ID": KEYS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": KEYS["aws_secret_access_key"],
         "AWS_ENDPOINT_URL": url,
         "AWS_REGION": "us-east-1",
     }
     with process([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], port):
-        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench")
+        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **KEYS)
         client.create_bucket(Bucket="bench")
         for name in sums:
             client.upload_file(str(src / name), "bench", f"model/{name}")

@@ -53,6 +53,7 @@ class State:
     rate: float | None = None  # bytes per second per response, None = unthrottled
     token: str | None = None  # required bearer token, None = open
     sha256: bool = False  # advertise X-Checksum-Sha256 on file responses
+    ranges: bool = True  # honour Range headers (False: always the whole file with 200)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def log(self, entry: Logged) -> Logged:
@@ -124,7 +125,7 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(fault.status, b"injected failure", entry)
             return
         start, end, status = 0, len(data), 200
-        m = _RANGE.match(entry.range or "")
+        m = _RANGE.match(entry.range or "") if self.state.ranges else None
         if m is not None:
             start = int(m.group(1))
             end = min(len(data), int(m.group(2)) + 1) if m.group(2) else len(data)
@@ -132,7 +133,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
-        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Accept-Ranges", "bytes" if self.state.ranges else "none")
+        self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
         if self.state.sha256:
             self.send_header("X-Checksum-Sha256", hashlib.sha256(data).hexdigest())
         self.send_header("Content-Length", str(end - start))

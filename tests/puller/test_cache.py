@@ -171,6 +171,7 @@ def test_concurrent_pulls_download_once(
         assert http_server.state.served(f"/m/{name}") == len(data) + 1  # one probe, one download
     waited = [r for r in results if "another pull completed" in r.stderr]
     assert len(waited) == 3
+    assert all("waiting for" in r.stderr for r in waited)
     assert listing(_dir(uri, tmp_path)) == files
 
 

@@ -121,3 +121,14 @@ def test_selection_never_mixes_weight_formats_or_reads_subfolders(names: list[st
     assert not (
         any(n.endswith(".safetensors") for n in chosen) and any(n.endswith(".bin") for n in chosen)
     )
+
+
+def test_warm_hub_pull_sends_no_request(hub: tuple[Server, Server], tmp_path: Path) -> None:
+    hub_srv, cdn = hub
+    env = {"HF_ENDPOINT": hub_srv.url}
+    assert run_pull("hf://org/model", str(tmp_path), env=env).returncode == 0
+    before = len(hub_srv.state.requests) + len(cdn.state.requests)
+    warm = run_pull("hf://org/model", str(tmp_path), env=env)
+    assert warm.returncode == 0
+    assert "cache hit" in warm.stderr
+    assert len(hub_srv.state.requests) + len(cdn.state.requests) == before

@@ -123,3 +123,42 @@ def test_access_denied_names_the_token_variable_not_the_token(
     assert "wrong-token" not in wrong.stderr
     ok = run_pull(uri, str(tmp_path), env={"LLMSVC_HTTP_TOKEN": "right-token-1234567890"})
     assert ok.returncode == 0, ok.stderr
+
+
+def test_partial_file_of_a_changed_resource_starts_over(
+    http_server: Server, tmp_path: Path
+) -> None:
+    old, new = b"a" * (2 * MiB), b"b" * (2 * MiB)
+    _serve(http_server, {"w.bin": old})
+    http_server.state.faults["/m/w.bin"] = Fault(drop_after=MiB, times=2)
+    uri = f"{http_server.url}/m/w.bin"
+    assert run_pull(uri, str(tmp_path), "--retries", "0").returncode == 6
+    _serve(http_server, {"w.bin": new})  # same size, new ETag
+    res = run_pull(uri, str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert "resuming" not in res.stderr
+    assert (Path(res.stdout.strip()) / "w.bin").read_bytes() == new
+
+
+def test_server_without_ranges_gets_one_stream_and_resume_skips(
+    http_server: Server, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * (3 * MiB // 256)
+    _serve(http_server, {"w.bin": data})
+    http_server.state.ranges = False
+    http_server.state.faults["/m/w.bin"] = Fault(drop_after=MiB + 7, times=2)
+    res = run_pull(f"{http_server.url}/m/w.bin", str(tmp_path), "--multipart-threshold", "1Mi")
+    assert res.returncode == 0, res.stderr
+    assert (Path(res.stdout.strip()) / "w.bin").read_bytes() == data
+
+
+def test_progress_lines_show_bytes_rate_and_eta(http_server: Server, tmp_path: Path) -> None:
+    _serve(http_server, {"w.bin": b"p" * (3 * MiB)})
+    http_server.state.rate = 2 * MiB
+    res = run_pull(
+        f"{http_server.url}/m/w.bin", str(tmp_path), env={"LLMSVC_PULL_PROGRESS_INTERVAL": "0.3"}
+    )
+    assert res.returncode == 0, res.stderr
+    line = next(ln for ln in res.stderr.splitlines() if " progress " in ln)
+    assert "/ 3.00 MiB (" in line
+    assert "MiB/s, ETA " in line

@@ -123,6 +123,7 @@ class FileJob:
         return {
             "size": self.remote.size,
             "checksum": None if c is None else [c.algo, c.value],
+            "validator": self.remote.extra.get("validator", ""),
             "parts": [[p.start, p.end, p.done] for p in self.parts],
         }
 
@@ -153,7 +154,7 @@ def _load_state(job: FileJob) -> list[Part] | None:
         if job.tmp.stat().st_size != job.remote.size:
             return None
         fresh = job.state()
-        if doc["size"] != fresh["size"] or doc["checksum"] != fresh["checksum"]:
+        if any(doc.get(k) != fresh[k] for k in ("size", "checksum", "validator")):
             return None
         return [Part(int(s), int(e), int(d)) for s, e, d in doc["parts"]]
     except (OSError, ValueError, KeyError, TypeError):
@@ -301,7 +302,7 @@ class Transfer:
 
     def _report(self) -> None:
         last = time.monotonic()
-        while not self.cancel.wait(1.0):
+        while not self.cancel.wait(min(1.0, self.opts.progress_interval)):
             self._save_states()
             if time.monotonic() - last >= self.opts.progress_interval:
                 last = time.monotonic()

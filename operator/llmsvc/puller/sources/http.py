@@ -13,6 +13,7 @@ import posixpath
 import re
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from email.message import Message
 from urllib.parse import urljoin, urlsplit
 
@@ -169,22 +170,33 @@ def describe_token(env: str, token: str | None) -> str:
     return f"the token from {env} (ending ...{token[-4:]})" if len(token) > 12 else f"{env}"
 
 
-def probe(client: HttpClient, url: str) -> tuple[int, bool, Checksum | None]:
-    """Size, range support and advertised sha256 of ``url`` via ``GET Range: bytes=0-0``.
+@dataclass(frozen=True)
+class Probe:
+    """What a 1-byte GET tells about a resource."""
+
+    size: int
+    ranges: bool
+    checksum: Checksum | None
+    validator: str  # ETag or Last-Modified: a partial file is resumed only if it is unchanged
+
+
+def probe(client: HttpClient, url: str) -> Probe:
+    """Size, range support, advertised sha256 and validator of ``url`` (``Range: bytes=0-0``).
 
     A ranged GET works where HEAD does not (presigned URLs are signed for GET only).
     """
     stream = client.get(url, 0, 1)
     try:
         h = stream.headers
+        validator = h.get("ETag") or h.get("Last-Modified") or ""
         m = _CONTENT_RANGE.match(h.get("Content-Range", ""))
         if m is not None and m.group(3) != "*":
             stream.readinto(memoryview(bytearray(2)))  # the one byte: the connection stays reusable
-            return int(m.group(3)), True, _advertised_sha256(h)
+            return Probe(int(m.group(3)), True, _advertised_sha256(h), validator)
         length = h.get("Content-Length")
         if length is None:
             raise NetworkError(f"{_safe(url)} sends no size (Content-Length); cannot verify it")
-        return int(length), False, _advertised_sha256(h)
+        return Probe(int(length), False, _advertised_sha256(h), validator)
     finally:
         stream.close()
 
@@ -212,8 +224,9 @@ class HttpsSource:
     def listing(self) -> Listing:
         out = []
         for name, url in self._urls.items():
-            size, ranges, checksum = probe(self._client, url)
-            out.append(RemoteFile(name, size, checksum, key=url, ranges=ranges))
+            p = probe(self._client, url)
+            extra = {"validator": p.validator}
+            out.append(RemoteFile(name, p.size, p.checksum, key=url, ranges=p.ranges, extra=extra))
         return Listing(out, "")
 
     def open(self, f: RemoteFile, start: int, end: int) -> HttpStream:
