@@ -60,7 +60,7 @@ demo: venv cluster-bins ## the main job: local cluster, operator, an example rea
 	scripts/demo.sh
 
 .PHONY: cluster-bins
-cluster-bins: ## build the local control plane binaries into ~/.cache/llmsvc (idempotent)
+cluster-bins: venv ## build the local control plane binaries into ~/.cache/llmsvc (idempotent)
 	@if [ -x e2e/cluster/build.sh ]; then e2e/cluster/build.sh; fi
 
 .PHONY: cluster-up

@@ -1,9 +1,13 @@
 """Fixtures for e2e tests: the local control plane, the CRDs from crds/, a namespace per test.
 
+Fixtures: `cluster` (session; CRDs from crds/ installed), `bare_cluster` (session; no CRDs, for
+tests of the control plane itself), `namespace` (fresh per test). Helpers live in e2e/helpers.py.
+
 Switches (environment):
   LLMSVC_USE_KUBECONFIG=1  run against the cluster in $KUBECONFIG instead of starting the local one
   LLMSVC_KEEP=1            keep the namespace of a failed test for inspection
   LLMSVC_CLUSTER_DOWN=1    stop the local cluster after the session (default: keep it for reuse)
+  LLMSVC_CRDS=DIR          install the CRDs from DIR instead of crds/ (to try a CRD change)
 Every test under e2e/ is marked `e2e` (select or deselect with `-m e2e` / `-m "not e2e"`).
 """
 
@@ -21,7 +25,7 @@ import pytest
 
 from e2e.helpers import CLUSTER_DIR, REPO, cluster_setting, env_flag, kubectl
 
-CRD_DIR = REPO / "crds"
+CRD_DIR = Path(os.environ.get("LLMSVC_CRDS", REPO / "crds"))
 FAILED = pytest.StashKey[bool]()
 
 
@@ -86,8 +90,8 @@ def _install_crds(files: list[Path]) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    """The cluster under test, with KUBECONFIG exported and the cached binaries first on PATH."""
+def bare_cluster() -> Iterator[Cluster]:
+    """The cluster under test without our CRDs: KUBECONFIG exported, cached binaries on PATH."""
     os.environ["PATH"] = f"{cluster_setting('LLMSVC_BIN')}{os.pathsep}{os.environ.get('PATH', '')}"
     if env_flag("LLMSVC_USE_KUBECONFIG"):
         path = os.environ.get("KUBECONFIG")
@@ -108,13 +112,16 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="session")
-def crds(cluster: Cluster) -> list[Path]:
-    """Every crds/*.yaml applied and Established (fails with the API server's error if rejected)."""
+def cluster(bare_cluster: Cluster) -> Cluster:
+    """The cluster under test with every crds/*.yaml applied and Established.
+
+    Fails (never skips) with the API server's error when a CRD is missing or rejected.
+    """
     files = sorted(CRD_DIR.glob("*.yaml"))
     if not files:
         pytest.fail(f"no CRDs in {CRD_DIR} (make generate)", pytrace=False)
     _install_crds(files)
-    return files
+    return bare_cluster
 
 
 def _namespace_name(test_name: str) -> str:
@@ -124,13 +131,13 @@ def _namespace_name(test_name: str) -> str:
 
 
 @pytest.fixture
-def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+def namespace(bare_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test; deleted afterwards unless LLMSVC_KEEP=1 and the test failed."""
     name = _namespace_name(request.node.name)
     kubectl("create", "namespace", name)
     kubectl("label", "namespace", name, "llmsvc.io/e2e=true")
     yield name
     if env_flag("LLMSVC_KEEP") and request.node.stash.get(FAILED, False):
-        print(f"LLMSVC_KEEP=1: kept namespace {name} (KUBECONFIG={cluster.kubeconfig})")
+        print(f"LLMSVC_KEEP=1: kept namespace {name} (KUBECONFIG={bare_cluster.kubeconfig})")
         return
     kubectl("delete", "namespace", name, "--wait=false", check=False)

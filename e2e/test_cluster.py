@@ -67,7 +67,7 @@ def two_free_gpu_nodes(namespace: str) -> Iterator[dict[str, str]]:
         kubectl("label", "node", node, f"{label}-", check=False)
 
 
-def test_fake_gpu_nodes_are_ready_with_gpu_capacity(cluster: Cluster) -> None:
+def test_fake_gpu_nodes_are_ready_with_gpu_capacity(bare_cluster: Cluster) -> None:
     nodes = gpu_nodes()
     assert len(nodes) >= 2, "the e2e tests need at least two fake GPU nodes"
     for node in nodes:
@@ -131,7 +131,7 @@ def test_scheduler_counts_gpus_and_kwok_makes_pods_ready(
 
 
 @pytest.fixture(scope="module")
-def widget_crd(cluster: Cluster) -> None:
+def widget_crd(bare_cluster: Cluster) -> None:
     """The tiny test CRD with status and scale subresources."""
     kubectl("apply", "--server-side", "-f", str(WIDGET_CRD))
     kubectl("wait", "--for=condition=Established", "--timeout=60s", f"-f={WIDGET_CRD}")

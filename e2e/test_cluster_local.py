@@ -16,9 +16,9 @@ LOOPBACK = {"127.0.0.1", "::1"}
 
 
 @pytest.fixture
-def local(cluster: Cluster) -> Path:
+def local(bare_cluster: Cluster) -> Path:
     """The kwokctl cluster folder (pids/, logs/); skipped for a cluster given by KUBECONFIG."""
-    if not cluster.started_here:
+    if not bare_cluster.started_here:
         pytest.skip("process checks need the local cluster (LLMSVC_USE_KUBECONFIG is set)")
     return Path(cluster_setting("cluster_dir"))
 

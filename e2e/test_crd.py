@@ -14,7 +14,7 @@ import yaml
 from e2e.conftest import Cluster
 from e2e.helpers import REPO, apply, exists, kubectl, kubectl_json, to_yaml, wait_for
 
-pytestmark = pytest.mark.usefixtures("crds")
+pytestmark = pytest.mark.usefixtures("cluster")
 
 CRD_FILE = REPO / "crds" / "llmservices.llmsvc.io.yaml"
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables used by the scripts that source this file
 # Pinned versions, cache paths and shared shell functions of the local control plane;
 # sourced by build.sh, up.sh, down.sh and k8s/regen-gomod.sh.
 # Bumping Kubernetes: change K8S_VERSION, run k8s/regen-gomod.sh, then build.sh.

@@ -7,15 +7,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=common.sh
 . "$here/common.sh"
 export KWOK_WORKDIR PATH="$LLMSVC_BIN:$PATH"
-gpu_nodes=${LLMSVC_GPU_NODES:-4}
-gpus_per_node=${LLMSVC_GPUS_PER_NODE:-8}
-cpu_nodes=${LLMSVC_CPU_NODES:-1}
+LLMSVC_GPU_NODES=${LLMSVC_GPU_NODES:-4}
+LLMSVC_GPUS_PER_NODE=${LLMSVC_GPUS_PER_NODE:-8}
+LLMSVC_CPU_NODES=${LLMSVC_CPU_NODES:-1}
 LOG_TAG=cluster-up
 
 check_inputs() {
 	local var
-	for var in gpu_nodes gpus_per_node cpu_nodes; do
-		[[ ${!var} =~ ^[0-9]+$ ]] || die "$var must be a whole number, got '${!var}' (see LLMSVC_* in $0)"
+	for var in LLMSVC_GPU_NODES LLMSVC_GPUS_PER_NODE LLMSVC_CPU_NODES; do
+		[[ ${!var} =~ ^[0-9]+$ ]] || die "$var must be a whole number (a node or GPU count), got '${!var}'"
 	done
 	local bin
 	for bin in kube-apiserver kube-controller-manager kube-scheduler etcd kwok kwokctl kubectl; do
@@ -32,7 +32,8 @@ healthy() {
 	for pidfile in "$cluster_dir"/pids/*.pid; do
 		[ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null || return 1
 	done
-	kc get --raw /readyz --request-timeout=5s >/dev/null 2>&1
+	kc get --raw /readyz --request-timeout=5s >/dev/null 2>&1 &&
+		kc get --raw /version --request-timeout=5s 2>/dev/null | grep -qF "\"gitVersion\": \"$K8S_VERSION\""
 }
 
 create_cluster() {
@@ -60,7 +61,7 @@ create_cluster() {
 
 # render_node TEMPLATE NAME: one node manifest from nodes/TEMPLATE.yaml.
 render_node() {
-	sed -e "s/NODE_NAME/$2/g" -e "s/GPU_COUNT/$gpus_per_node/g" "$here/nodes/$1.yaml"
+	sed -e "s/NODE_NAME/$2/g" -e "s/GPU_COUNT/$LLMSVC_GPUS_PER_NODE/g" "$here/nodes/$1.yaml"
 	echo ---
 }
 
@@ -77,26 +78,31 @@ prune_nodes() {
 	local name index
 	for name in $(kc get nodes -l "llmsvc.io/pool=$1" -o name); do
 		index=${name##*-}
-		[[ $index =~ ^[0-9]+$ ]] && ((index < $2)) || kc delete "$name" --wait=false >/dev/null
+		if ! [[ $index =~ ^[0-9]+$ ]] || ((index >= $2)); then
+			kc delete "$name" --wait=false >/dev/null
+		fi
 	done
 }
 
 # sync_nodes: the fake nodes exist with the wanted capacity (server-side apply, status included).
 sync_nodes() {
 	local manifests apply=(apply --server-side --force-conflicts --field-manager=llmsvc-cluster-up)
-	manifests=$(node_manifests gpu "$gpu_nodes"; node_manifests cpu "$cpu_nodes")
+	manifests=$(node_manifests gpu "$LLMSVC_GPU_NODES"; node_manifests cpu "$LLMSVC_CPU_NODES")
 	if [ -n "$manifests" ]; then
 		kc "${apply[@]}" -f - <<<"$manifests" >/dev/null
 		kc "${apply[@]}" --subresource=status -f - <<<"$manifests" >/dev/null
 	fi
-	prune_nodes gpu "$gpu_nodes"
-	prune_nodes cpu "$cpu_nodes"
+	prune_nodes gpu "$LLMSVC_GPU_NODES"
+	prune_nodes cpu "$LLMSVC_CPU_NODES"
 }
 
 main() {
 	local start=$SECONDS
 	check_inputs
 	mkdir -p "$KWOK_WORKDIR" "$(dirname "$LLMSVC_KUBECONFIG")"
+	# One up.sh at a time (parallel test runs share the cluster).
+	exec 9>"$LLMSVC_CACHE/up.lock"
+	flock -w 300 9 || die "another up.sh still holds $LLMSVC_CACHE/up.lock after 300 s"
 	if healthy; then
 		log "reusing the healthy cluster '$LLMSVC_CLUSTER'"
 	else
@@ -110,7 +116,7 @@ main() {
 	kc wait --for=condition=Ready nodes --all --timeout=60s >/dev/null ||
 		die "fake nodes did not become Ready; kwok log: $cluster_dir/logs/kwok-controller.log"
 	kc get nodes -L llmsvc.io/pool,nvidia.com/gpu.product >&2
-	log "cluster '$LLMSVC_CLUSTER' ready in $((SECONDS - start)) s ($gpu_nodes GPU nodes x $gpus_per_node GPUs, $cpu_nodes CPU nodes)"
+	log "cluster '$LLMSVC_CLUSTER' ready in $((SECONDS - start)) s ($LLMSVC_GPU_NODES GPU nodes x $LLMSVC_GPUS_PER_NODE GPUs, $LLMSVC_CPU_NODES CPU nodes)"
 	log "use it with: export KUBECONFIG=$LLMSVC_KUBECONFIG"
 	echo "$LLMSVC_KUBECONFIG"
 }

@@ -3,7 +3,7 @@
 # and a replace of every staging module (k8s.io/<m> => k8s.io/<m> v0.<minor>.<patch>).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=../common.sh
+# shellcheck source=e2e/cluster/common.sh
 . "$here/../common.sh"
 staging_version="v0.${K8S_VERSION#v1.}"
 mod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
