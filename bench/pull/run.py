@@ -151,7 +151,13 @@ def bench_s3(src: Path, sums: dict[str, dict[str, str]], work: Path, size: int) 
         "AWS_REGION": "us-east-1",
     }
     with process([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], port):
-        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **KEYS)
+        client = boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id=KEYS["aws_access_key_id"],
+            aws_secret_access_key=KEYS["aws_secret_access_key"],
+        )
         client.create_bucket(Bucket="bench")
         for name in sums:
             client.upload_file(str(src / name), "bench", f"model/{name}")
