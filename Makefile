@@ -75,3 +75,7 @@ cluster-down: ## stop and delete the local control plane
 bench-router: venv ## router vs nginx least_conn vs direct, 4 llmsvc sim backends on loopback (~8 min)
 	@PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || echo "nginx not found; install it to compare: apt-get update && apt-get install -y nginx-light"
 	PATH="$$PATH:/usr/sbin" $(PY) bench/router/run.py $(BENCH_ROUTER_ARGS)
+
+.PHONY: bench-pull
+bench-pull: venv ## llmsvc pull vs curl: 2 GiB synthetic model from local HTTP and S3 (moto) servers (~2 min)
+	$(PY) bench/pull/run.py $(BENCH_PULL_ARGS)
