@@ -21,9 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -106,42 +107,72 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     return elapsed
 
 
-def curl_all(urls: list[str], out: Path) -> float:
+def curl_all(urls: list[str], out: Path, extra: tuple[str, ...] = ()) -> float:
     """The baseline: plain curl, one stream per file, the files one after the other, to disk."""
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for url in urls:
-        timed(["curl", "-sSf", "-o", str(out / url.rsplit("/", 1)[1]), url])
+        timed(["curl", "-sSf", *extra, "-o", str(out / url.rsplit("/", 1)[1]), url])
     elapsed = time.perf_counter() - started
     shutil.rmtree(out)
     return elapsed
 
 
-def pull_pair(args: list[str], dest: Path, env: dict[str, str]) -> tuple[float, float]:
+def pull_pair(cmd: list[str], dest: Path, env: dict[str, str]) -> tuple[float, float]:
     """(cold, warm) seconds of ``llmsvc pull``; the cache is removed afterwards."""
-    cmd = [str(BIN / "llmsvc"), "pull", *args[:1], str(dest), *args[1:]]
     cold = timed(cmd, env)
     warm = timed(cmd, env)
     shutil.rmtree(dest)
     return cold, warm
 
 
-def bench_http(src: Path, sums: dict[str, dict[str, str]], work: Path, size: int) -> Row:
+@dataclass
+class Case:
+    """One comparison: how to run the baseline and which ``llmsvc pull`` arguments to time."""
+
+    label: str
+    baseline: Callable[[], float]
+    pull_args: list[str]
+    env: dict[str, str]
+    note: str
+
+
+def compare(case: Case, work: Path, size: int, rounds: int) -> Row:
+    """Alternate baseline and pull ``rounds`` times; medians of each, the slowest warm run."""
+    dest = work / "cache"
+    cmd = [str(BIN / "llmsvc"), "pull", case.pull_args[0], str(dest), *case.pull_args[1:]]
+    base, cold, warm = [], [], []
+    for _ in range(rounds):
+        base.append(case.baseline())
+        c, w = pull_pair(cmd, dest, case.env)
+        cold.append(c)
+        warm.append(w)
+    return Row(case.label, size, median(base), median(cold), max(warm), case.note)
+
+
+def bench_http(
+    src: Path, sums: dict[str, dict[str, str]], work: Path, size: int, rounds: int
+) -> list[Row]:
     port = free_port()
     sha = work / "sha256.json"
     sha.write_text(json.dumps({f"model/{k}": v["sha256"] for k, v in sums.items()}))
     cmd = [sys.executable, str(HERE / "fileserver.py"), str(src.parent), str(port), str(sha)]
     base = f"http://127.0.0.1:{port}"
+    files = [a for n in sums for a in ("--file", n)]
+    case = Case(
+        "https, sendfile server",
+        lambda: curl_all([f"{base}/model/{n}" for n in sums], work / "curl"),
+        [f"{base}/model", *files],
+        dict(os.environ),
+        "sha256 verified",
+    )
     with process(cmd, port):
-        baseline = curl_all([f"{base}/model/{n}" for n in sums], work / "curl")
-        files = [a for n in sums for a in ("--file", n)]
-        cold, warm = pull_pair([f"{base}/model", *files], work / "cache", dict(os.environ))
-    return Row("https (sendfile server)", size, baseline, cold, warm, "sha256 verified")
+        return [compare(case, work, size, rounds)]
 
 
-def bench_s3(src: Path, sums: dict[str, dict[str, str]], work: Path, size: int) -> Row:
-    import boto3
-
+def bench_s3(
+    src: Path, sums: dict[str, dict[str, str]], work: Path, size: int, rounds: int
+) -> list[Row]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ) | {
@@ -150,20 +181,37 @@ def bench_s3(src: Path, sums: dict[str, dict[str, str]], work: Path, size: int) 
         "AWS_ENDPOINT_URL": url,
         "AWS_REGION": "us-east-1",
     }
+    sign = ("--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "bench:bench")
+    curl = lambda: curl_all([f"{url}/bench/model/{n}" for n in sums], work / "curl", sign)  # noqa: E731
+    note = "multipart ETag verified"
+    cases = [
+        Case("s3, moto, ranged parts", curl, ["s3://bench/model"], env, note + "; default flags"),
+        Case(
+            "s3, moto, whole objects",
+            curl,
+            ["s3://bench/model", "--multipart-threshold", "64Gi"],
+            env,
+            note + "; one GET per object",
+        ),
+    ]
     with process([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], port):
-        client = boto3.client(
-            "s3",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id=KEYS["aws_access_key_id"],
-            aws_secret_access_key=KEYS["aws_secret_access_key"],
-        )
-        client.create_bucket(Bucket="bench")
-        for name in sums:
-            client.upload_file(str(src / name), "bench", f"model/{name}")
-        baseline = curl_all([f"{url}/bench/model/{n}" for n in sums], work / "curl")
-        cold, warm = pull_pair(["s3://bench/model"], work / "cache", env)
-    return Row("s3 (moto server)", size, baseline, cold, warm, "ETag (multipart MD5) verified")
+        upload(url, src, sums)
+        return [compare(c, work, size, rounds) for c in cases]
+
+
+def upload(url: str, src: Path, sums: dict[str, dict[str, str]]) -> None:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=KEYS["aws_access_key_id"],
+        aws_secret_access_key=KEYS["aws_secret_access_key"],
+    )
+    client.create_bucket(Bucket="bench")
+    for name in sums:
+        client.upload_file(str(src / name), "bench", f"model/{name}")
 
 
 def main() -> int:
@@ -171,6 +219,7 @@ def main() -> int:
     parser.add_argument("--size-gib", type=float, default=2.0)
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--only", choices=["http", "s3"], default=None)
+    parser.add_argument("--rounds", type=int, default=2, help="baseline/pull alternations")
     parser.add_argument("--tmp", default=None, help="parent of the temporary directory")
     args = parser.parse_args()
     size = int(args.size_gib * GiB) // (args.shards * 16 * MiB) * (args.shards * 16 * MiB)
@@ -183,8 +232,9 @@ def main() -> int:
         total = size + (src / "config.json").stat().st_size
         for name, fn in (("http", bench_http), ("s3", bench_s3)):
             if args.only in (None, name):
-                rows.append(fn(src, sums, work, total))
-                print(rows[-1].line(), flush=True)
+                for row in fn(src, sums, work, total, args.rounds):
+                    rows.append(row)
+                    print(row.line(), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     print("goals: ratio >= 0.80 (pull vs baseline), warm re-run < 1 s")
     return 0

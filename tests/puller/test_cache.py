@@ -222,3 +222,40 @@ def test_write_failing_with_enospc_exits_5(
     )  # a probe that lies, as on some network filesystems
     with pytest.raises(OutOfSpaceError, match="ran out of space while writing"):
         pull(Request(uri, tiny_volume, files=tuple(args[1::2])), opts)
+
+
+class _Listing:
+    """An in-process source listing whatever it is given (for path-safety checks)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def listing(self):  # type: ignore[no-untyped-def]
+        from llmsvc.puller.manifest import RemoteFile
+        from llmsvc.puller.sources import Listing
+
+        return Listing([RemoteFile(self.path, 1)], "")
+
+    def open(self, f, start, end):  # type: ignore[no-untyped-def]
+        raise AssertionError("an unsafe path must never be fetched")
+
+    def expected(self, f):  # type: ignore[no-untyped-def]
+        return None
+
+
+@pytest.mark.parametrize(
+    "path", ["../evil", "a/../../evil", "/etc/passwd", ".llmsvc-complete.json"]
+)
+def test_unsafe_listed_paths_are_refused(path: str, tmp_path: Path) -> None:
+    from llmsvc.puller.errors import VerifyError
+
+    with pytest.raises(VerifyError, match="unsafe file name"):
+        pull(Request("s3://bucket/x", tmp_path), Options(), lambda u, r, o: _Listing(path))
+    assert not (tmp_path / "s3/evil").exists()
+
+
+def test_unwritable_dest_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "ro").write_text("a file where a directory should be")
+    res = run_pull("s3://bucket/x", str(tmp_path / "ro"))
+    assert res.returncode == 2
+    assert "mount DEST read-write" in res.stderr

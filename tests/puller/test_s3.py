@@ -37,7 +37,7 @@ def _put(env: dict[str, str], bucket: str, files: dict[str, bytes], prefix: str 
 def test_pulls_every_object_under_the_prefix(
     s3: dict[str, str], bucket: str, tmp_path: Path
 ) -> None:
-    files = synthetic_model() | {"sub/extra.txt": b"kept with its path"}
+    files = synthetic_model() | {"sub/extra.txt": b"kept with its path", "empty.txt": b""}
     _put(s3, bucket, files)
     s3_client(s3).put_object(Bucket=bucket, Key="llama-other/x", Body=b"not under llama/")
     res = run_pull(f"s3://{bucket}/llama", str(tmp_path), env=s3)

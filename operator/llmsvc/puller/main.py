@@ -53,7 +53,7 @@ environment:
 exit codes:
   0  the model is complete (path on stdout)
   1  unexpected error
-  2  usage: bad URI, revision or flag
+  2  usage: bad URI, revision or flag, or DEST not writable
   3  not found: repository, revision, bucket, prefix, object or path
   4  access denied (the message names the credential that was tried, never its secret)
   5  out of disk space (checked before downloading, and on write)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llmsvc.puller import layout
-from llmsvc.puller.errors import UsageError
+from llmsvc.puller.errors import UsageError, VerifyError
 from llmsvc.puller.local import verify_local
 from llmsvc.puller.lock import DirLock
 from llmsvc.puller.manifest import (
@@ -125,7 +126,13 @@ def pull(req: Request, opts: Options, make_source: SourceFactory = default_sourc
     if first.ok:
         log.info("cache hit: %s is complete (%.3fs)", model_dir, time.monotonic() - started)
         return model_dir
-    model_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / LOCK).touch()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write to {model_dir}: {exc.strerror}; mount DEST read-write"
+        ) from exc
     with DirLock(model_dir / LOCK):
         again = inspect(model_dir, req, verify=False)
         if again.ok and again.stamp != first.stamp:
@@ -149,6 +156,8 @@ def refresh(
     (model_dir / MARKER).unlink(missing_ok=True)
     listing = with_retries(f"listing {req.uri}", source.listing, opts)
     files = listing.files
+    for f in files:
+        check_path(f.path)
     todo = [f for f in files if not _in_place(model_dir, f, good)]
     kept = len(files) - len(todo)
     if kept:
@@ -161,6 +170,14 @@ def refresh(
     log.info(
         "%s is complete (%d files, resolved %s)", model_dir, len(files), listing.resolved or "-"
     )
+
+
+def check_path(path: str) -> None:
+    """Refuse a listed path that would land outside the model directory or on our own files."""
+    norm = posixpath.normpath(path)
+    top = norm.split("/", 1)[0]
+    if path.startswith("/") or top in ("..", ".", "") or top.startswith(".llmsvc") or "\0" in path:
+        raise VerifyError(f"the source lists an unsafe file name {path!r}; refusing to write it")
 
 
 def _in_place(model_dir: Path, f: RemoteFile, good: set[RemoteFile]) -> bool:
