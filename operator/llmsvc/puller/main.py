@@ -21,6 +21,12 @@ resumes its partial files.
 """
 
 EPILOG = """\
+cache layout (relative to DEST; llmsvc.puller.layout.cache_dir):
+  hf://ORG/NAME -> hf/ORG/NAME/<revision or main>    s3://B/P -> s3/B/P/<revision or latest>
+  https://H/P   -> https/H/P/<revision or latest>    pvc://CLAIM/P -> P    file:///P -> /P
+  A cached model is trusted by file sizes; --verify also recomputes checksums. A branch such
+  as main is resolved once: pin a commit or tag to move to new weights.
+
 sources:
   hf://ORG/NAME          Hugging Face repository at --revision (default main): configs,
                          tokenizer files and one weight format (*.safetensors, else *.bin),
@@ -94,18 +100,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="recompute checksums of cached files; refetch bad ones",
     )
     add = parser.add_argument
-    add("--concurrency", type=int, default=int(_env("LLMSVC_PULL_CONCURRENCY", "8")))
-    add("--part-size", type=parse_size, default=_env("LLMSVC_PULL_PART_SIZE", "32Mi"))
+    add(
+        "--concurrency",
+        type=int,
+        default=int(_env("LLMSVC_PULL_CONCURRENCY", "8")),
+        help="parallel range downloads (default 8)",
+    )
+    add(
+        "--part-size",
+        type=parse_size,
+        default=_env("LLMSVC_PULL_PART_SIZE", "32Mi"),
+        help="range size for large files (default 32Mi)",
+    )
     add(
         "--multipart-threshold",
         type=parse_size,
         default=_env("LLMSVC_PULL_MULTIPART_THRESHOLD", "64Mi"),
+        help="files above this size are fetched as parallel ranges (default 64Mi)",
     )
-    add("--retries", type=int, default=int(_env("LLMSVC_PULL_RETRIES", "8")))
+    add(
+        "--retries",
+        type=int,
+        default=int(_env("LLMSVC_PULL_RETRIES", "8")),
+        help="retries per request on network errors, 5xx and 429 (default 8)",
+    )
     add("--backoff", type=float, default=0.5, help="first retry delay in seconds (doubles)")
     add("--timeout", type=float, default=30.0, help="connect/read timeout in seconds")
     add(
-        "--progress-interval", type=float, default=float(_env("LLMSVC_PULL_PROGRESS_INTERVAL", "5"))
+        "--progress-interval",
+        type=float,
+        default=float(_env("LLMSVC_PULL_PROGRESS_INTERVAL", "5")),
+        help="seconds between progress log lines (default 5)",
     )
 
 

@@ -133,6 +133,8 @@ def pull(req: Request, opts: Options, make_source: SourceFactory = default_sourc
         raise UsageError(
             f"cannot write to {model_dir}: {exc.strerror}; mount DEST read-write"
         ) from exc
+    rev = f" at {req.revision}" if req.revision else ""
+    log.info("pulling %s%s into %s", req.uri.split("?", 1)[0], rev, model_dir)
     with DirLock(model_dir / LOCK):
         again = inspect(model_dir, req, verify=False)
         if again.ok and again.stamp != first.stamp:
