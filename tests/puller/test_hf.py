@@ -132,3 +132,10 @@ def test_warm_hub_pull_sends_no_request(hub: tuple[Server, Server], tmp_path: Pa
     assert warm.returncode == 0
     assert "cache hit" in warm.stderr
     assert len(hub_srv.state.requests) + len(cdn.state.requests) == before
+
+
+def test_offline_mode_without_a_cache_says_so(hub: tuple[Server, Server], tmp_path: Path) -> None:
+    env = {"HF_ENDPOINT": hub[0].url, "HF_HUB_OFFLINE": "1"}
+    res = run_pull("hf://org/model", str(tmp_path), env=env)
+    assert res.returncode == 2
+    assert "HF_HUB_OFFLINE is set" in res.stderr

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
-from llmsvc.puller.errors import AccessDeniedError, NotFoundError, TransientError
+from llmsvc.puller.errors import AccessDeniedError, NotFoundError, TransientError, UsageError
 from llmsvc.puller.manifest import Checksum, RemoteFile
 from llmsvc.puller.sources import Listing
 from llmsvc.puller.sources.http import HttpClient, HttpStream, describe_token
@@ -83,6 +83,11 @@ class HfSource:
 
         try:
             return self.api.model_info(self.repo_id, revision=self.revision, files_metadata=True)
+        except errors.OfflineModeIsEnabled as exc:
+            raise UsageError(
+                f"HF_HUB_OFFLINE is set but hf://{self.repo_id} is not in the cache yet; "
+                "unset it for the first pull"
+            ) from exc
         except errors.GatedRepoError as exc:
             raise AccessDeniedError(
                 f"hf://{self.repo_id} is gated: accept its terms on the hub for the account of "
