@@ -83,11 +83,14 @@ async def closed_loop(
     url = f"{base}/v1/chat/completions"
     results: list[Result] = []
     deadline = time.perf_counter() + limit_s
+    started = 0
 
     async def worker(n: int, session: aiohttp.ClientSession) -> None:
+        nonlocal started
         messages = ({"role": "user", "content": f"worker {n} says hello"},)
         await asyncio.sleep(stagger_s * n / concurrency)  # spread the streams' phases
-        while len(results) < total and time.perf_counter() < deadline:
+        while started < total and time.perf_counter() < deadline:
+            started += 1
             results.append(await one(session, url, chat_body(messages, max_tokens), {}))
 
     async with client_session() as session:

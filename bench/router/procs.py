@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -43,6 +44,10 @@ class Proc:
         self.url = url
         self.popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the process and its children."""
+        return cpu_seconds(self.popen.pid)
+
     def stop(self) -> None:
         """Terminate the process (kill after 5 s)."""
         self.popen.terminate()
@@ -51,6 +56,18 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its direct children (e.g. nginx workers)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        pids += [int(c) for c in (task / "children").read_text().split()]
+    ticks = 0
+    for each in pids:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def llmsvc(*args: str) -> list[str]:

@@ -30,10 +30,15 @@ class Summary:
     e2e: tuple[float, float, float]
     throughput: float
     hit_rate: float | None = None
+    cpu_ms: float | None = None
 
 
 def summarize(
-    target: str, results: Sequence[Result], wall: float, hit_rate: float | None = None
+    target: str,
+    results: Sequence[Result],
+    wall: float,
+    hit_rate: float | None = None,
+    cpu_s: float | None = None,
 ) -> Summary:
     """p50/p95/p99 of TTFT and e2e over successful requests, plus errors and throughput."""
     ok = [r for r in results if r.ok]
@@ -49,6 +54,7 @@ def summarize(
         e2e=triple([r.e2e * 1000 for r in ok]),
         throughput=len(ok) / wall if wall > 0 else 0.0,
         hit_rate=hit_rate,
+        cpu_ms=1000 * cpu_s / len(results) if cpu_s is not None and results else None,
     )
 
 
@@ -61,7 +67,7 @@ def table(rows: Sequence[Summary], baseline: str, extra: str) -> str:
     base = next((r for r in rows if r.target == baseline), None)
     head = "| target | sent | errors | TTFT p50 / p95 / p99 ms | e2e p50 / p95 / p99 ms | req/s |"
     if extra == "added":
-        head += " added TTFT p50 / p99 ms | added e2e p50 / p99 ms |"
+        head += " added TTFT p50 / p99 ms | added e2e p50 / p99 ms | proxy CPU ms/req |"
     else:
         head += " prefix hit % | TTFT p99 / baseline | e2e p99 / baseline |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -70,6 +76,7 @@ def table(rows: Sequence[Summary], baseline: str, extra: str) -> str:
         if extra == "added" and base:
             line += f" {row.ttft[0] - base.ttft[0]:6.2f} / {row.ttft[2] - base.ttft[2]:6.2f} |"
             line += f" {row.e2e[0] - base.e2e[0]:6.2f} / {row.e2e[2] - base.e2e[2]:6.2f} |"
+            line += f" {row.cpu_ms:5.2f} |" if row.cpu_ms is not None else "   -   |"
         elif extra == "ratio":
             hit = f"{100 * row.hit_rate:5.1f}" if row.hit_rate is not None else "  -  "
             ratio_t = row.ttft[2] / base.ttft[2] if base else float("nan")

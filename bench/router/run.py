@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
+import signal
 import time
 from dataclasses import asdict
 
@@ -46,35 +48,50 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="small run for a smoke test")
+    parser.add_argument("--phases", default="overhead,routing", help="which phases to run")
     parser.add_argument("--json", help="also write all figures to this file")
     return parser.parse_args()
+
+
+async def overhead_targets(sim: procs.Proc) -> list[tuple[str, procs.Proc | None]]:
+    """direct, nginx (when installed), and the router on each available event loop."""
+    targets: list[tuple[str, procs.Proc | None]] = [("direct", None)]
+    nginx = await procs.start_nginx([sim.url])
+    if nginx is None:
+        print(f"nginx is not installed; skipping it (install: {procs.NGINX_INSTALL})")
+    else:
+        targets.append(("nginx least_conn", nginx))
+    loops = ["asyncio", "uvloop"] if importlib.util.find_spec("uvloop") else ["asyncio"]
+    for loop in loops:
+        options = ["--max-concurrency", "4096", "--loop", loop]
+        targets.append(
+            (f"router ({loop})", await procs.start_router([sim.url], "least-request", options))
+        )
+    return targets
 
 
 async def overhead_phase(args: argparse.Namespace) -> list[Summary]:
     sim = await procs.start_sim(OVERHEAD_SIM)
     rows = []
+    targets: list[tuple[str, procs.Proc | None]] = []
     try:
-        targets: list[tuple[str, procs.Proc | None]] = [("direct", None)]
-        nginx = await procs.start_nginx([sim.url])
-        targets.append(("nginx least_conn", nginx))
-        router = await procs.start_router([sim.url], "least-request", ["--max-concurrency", "4096"])
-        targets.append(("router", router))
+        targets = await overhead_targets(sim)
         for name, proc in targets:
-            if name.startswith("nginx") and proc is None:
-                print(f"nginx is not installed; skipping it (install: {procs.NGINX_INSTALL})")
-                continue
             base = proc.url if proc else sim.url
             await closed_loop(base, 16, 64, 10, 10.0)  # warm connections
+            cpu = proc.cpu_seconds() if proc else 0.0
             start = time.perf_counter()
             results = await closed_loop(
                 base, args.concurrency, args.overhead_requests, 10, 120.0, stagger_s=1.0
             )
-            rows.append(summarize(name, results, time.perf_counter() - start))
+            wall = time.perf_counter() - start
+            cpu_s = proc.cpu_seconds() - cpu if proc else None
+            rows.append(summarize(name, results, wall, cpu_s=cpu_s))
             print(f"  overhead {name}: done", flush=True)
+    finally:
         for _, proc in targets:
             if proc:
                 proc.stop()
-    finally:
         sim.stop()
     return rows
 
@@ -128,11 +145,12 @@ async def main() -> None:
         f"phase 1: router overhead, {args.concurrency} concurrent streams, 1 sim backend",
         flush=True,
     )
-    overhead = await overhead_phase(args)
+    phases = set(args.phases.split(","))
+    overhead = await overhead_phase(args) if "overhead" in phases else []
     print(
         "phase 2: routing quality, 4 sim backends, sessions sharing long system prompts", flush=True
     )
-    routing = await routing_phase(args)
+    routing = await routing_phase(args) if "routing" in phases else {}
     load_after = os.getloadavg()
     print()
     print(f"## Overhead: {args.concurrency} concurrent streams, one backend, 10 tokens each")
@@ -161,5 +179,10 @@ async def main() -> None:
             )
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # run the finally blocks that stop the child processes
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
     asyncio.run(main())

@@ -44,7 +44,7 @@ async def sim_processes() -> AsyncIterator[list[tuple[subprocess.Popen[bytes], s
         port = free_port()
         argv = [sys.executable, "-m", "llmsvc.cli", "sim", "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--seed", str(seed), "--itl-base-ms", "20"]
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
         procs.append((proc, f"http://127.0.0.1:{port}"))
     for _, url in procs:
         await wait_healthy(url)

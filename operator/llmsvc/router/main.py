@@ -11,7 +11,9 @@ import argparse
 import asyncio
 import logging
 import os
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 POLICIES = ("round-robin", "least-request", "prefix-aware", "session")
 API_KEYS_ENV = "LLMSVC_ROUTER_API_KEYS"
@@ -38,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
     parser.add_argument("--session-header", default="x-session-id")
     parser.add_argument("--priority-header", default="x-priority")
+    parser.add_argument(
+        "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="event loop"
+    )
     parser.add_argument(
         "--api-key-file",
         type=Path,
@@ -113,7 +118,21 @@ def run(args: argparse.Namespace) -> int:
         "on" if config.api_keys else "off",
     )
     try:
-        asyncio.run(serve_forever(create_app(config, discovery), args.host, args.port))
+        run_loop(serve_forever(create_app(config, discovery), args.host, args.port), args.loop)
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def run_loop(main: Coroutine[Any, Any, None], loop: str) -> None:
+    """Run ``main`` on uvloop when asked (``auto``: when installed), else on asyncio's loop."""
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise SystemExit("llmsvc router: --loop uvloop needs the uvloop package") from None
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
