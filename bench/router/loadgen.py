@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-
 from workload import Planned, chat_body
 
 
@@ -77,7 +76,13 @@ async def open_loop(base: str, planned: Sequence[Planned], max_tokens: int) -> l
 
 
 async def closed_loop(
-    base: str, concurrency: int, total: int, max_tokens: int, limit_s: float, stagger_s: float = 0.0
+    base: str,
+    concurrency: int,
+    total: int,
+    max_tokens: int,
+    *,
+    limit_s: float,
+    stagger_s: float = 0.0,
 ) -> list[Result]:
     """``concurrency`` streams back to back until ``total`` requests or ``limit_s`` seconds."""
     url = f"{base}/v1/chat/completions"

@@ -133,21 +133,24 @@ http {{
 
 async def start_nginx(backends: list[str]) -> Proc | None:
     """nginx least_conn in front of ``backends``; ``None`` when nginx is not installed."""
-    binary = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
+    binary = shutil.which("nginx", path="/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin")
     if binary is None:
         return None
-    workdir = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
     port = free_port()
-    config = workdir / "nginx.conf"
-    config.write_text(nginx_config(backends, port, workdir))
+    workdir, config = _nginx_files(backends, port)
     proc = Proc(
         [binary, "-p", str(workdir), "-c", str(config), "-e", str(workdir / "error.log")],
         f"http://127.0.0.1:{port}",
     )
     await wait_ready(proc.url, "/health")
     return proc
+
+
+def _nginx_files(backends: list[str], port: int) -> tuple[Path, Path]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
+    config = workdir / "nginx.conf"
+    config.write_text(nginx_config(backends, port, workdir))
+    return workdir, config
 
 
 async def reset_caches(backends: list[str]) -> None:

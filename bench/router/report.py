@@ -72,7 +72,8 @@ def table(rows: Sequence[Summary], baseline: str, extra: str) -> str:
         head += " prefix hit % | TTFT p99 / baseline | e2e p99 / baseline |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
-        line = f"| {row.target} | {row.sent} | {row.errors} | {_ms(row.ttft)} | {_ms(row.e2e)} | {row.throughput:6.1f} |"
+        line = f"| {row.target} | {row.sent} | {row.errors} | {_ms(row.ttft)} | {_ms(row.e2e)} |"
+        line += f" {row.throughput:6.1f} |"
         if extra == "added" and base:
             line += f" {row.ttft[0] - base.ttft[0]:6.2f} / {row.ttft[2] - base.ttft[2]:6.2f} |"
             line += f" {row.e2e[0] - base.e2e[0]:6.2f} / {row.e2e[2] - base.e2e[2]:6.2f} |"

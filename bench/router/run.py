@@ -20,6 +20,7 @@ import os
 import signal
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import procs
 from loadgen import closed_loop, open_loop
@@ -78,11 +79,11 @@ async def overhead_phase(args: argparse.Namespace) -> list[Summary]:
         targets = await overhead_targets(sim)
         for name, proc in targets:
             base = proc.url if proc else sim.url
-            await closed_loop(base, 16, 64, 10, 10.0)  # warm connections
+            await closed_loop(base, 16, 64, 10, limit_s=10.0)  # warm connections
             cpu = proc.cpu_seconds() if proc else 0.0
             start = time.perf_counter()
             results = await closed_loop(
-                base, args.concurrency, args.overhead_requests, 10, 120.0, stagger_s=1.0
+                base, args.concurrency, args.overhead_requests, 10, limit_s=120.0, stagger_s=1.0
             )
             wall = time.perf_counter() - start
             cpu_s = proc.cpu_seconds() - cpu if proc else None
@@ -164,19 +165,26 @@ async def main() -> None:
         print(table(rows, "nginx least_conn", "ratio"))
     print()
     print(
-        f"load average (1 min): {load_before[0]:.2f} before, {load_after[0]:.2f} after, {os.cpu_count()} cores"
+        f"load average (1 min): {load_before[0]:.2f} before, {load_after[0]:.2f} after, "
+        f"{os.cpu_count()} cores"
     )
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(
-                {
-                    "overhead": [asdict(r) for r in overhead],
-                    "routing": {str(k): [asdict(r) for r in v] for k, v in routing.items()},
-                    "load": [load_before[0], load_after[0]],
-                },
-                handle,
-                indent=1,
-            )
+        write_json(args.json, overhead, routing, (load_before[0], load_after[0]))
+
+
+def write_json(
+    path: str,
+    overhead: list[Summary],
+    routing: dict[float, list[Summary]],
+    load: tuple[float, float],
+) -> None:
+    """All figures as JSON, for docs and comparisons."""
+    figures = {
+        "overhead": [asdict(r) for r in overhead],
+        "routing": {str(k): [asdict(r) for r in v] for k, v in routing.items()},
+        "load": list(load),
+    }
+    Path(path).write_text(json.dumps(figures, indent=1))
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -11,10 +11,32 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-WORDS = (
-    "cluster node replica tensor pipeline cache token prefix router queue latency batch "
-    "gpu memory kernel shard rank stream request policy health metric scale session"
-).split()
+WORDS = [
+    "cluster",
+    "node",
+    "replica",
+    "tensor",
+    "pipeline",
+    "cache",
+    "token",
+    "prefix",
+    "router",
+    "queue",
+    "latency",
+    "batch",
+    "gpu",
+    "memory",
+    "kernel",
+    "shard",
+    "rank",
+    "stream",
+    "request",
+    "policy",
+    "health",
+    "metric",
+    "scale",
+    "session",
+]
 
 
 @dataclass(frozen=True)
@@ -32,13 +54,14 @@ def _words(rng: random.Random, n: int) -> str:
 
 def system_prompts(tenants: int, words: int, seed: int) -> list[str]:
     """One long, distinct system prompt per tenant."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - a benchmark, not crypto
     return [f"You are the assistant of tenant {t}. " + _words(rng, words) for t in range(tenants)]
 
 
 def poisson_times(rate: float, duration: float, rng: random.Random) -> list[float]:
     """Arrival times of a Poisson process with ``rate`` per second over ``duration`` seconds."""
-    times, now = [], 0.0
+    times: list[float] = []
+    now = 0.0
     while True:
         now += rng.expovariate(rate)
         if now >= duration:
@@ -58,6 +81,7 @@ def schedule(
     rate: float,
     duration: float,
     seed: int,
+    *,
     tenants: int = 16,
     system_words: int = 1200,
     turn_words: int = 40,
@@ -65,7 +89,7 @@ def schedule(
     live_sessions: int = 48,
 ) -> list[Planned]:
     """The requests of one run: Poisson arrivals, each the next turn of a random live session."""
-    rng = random.Random(seed * 1000 + int(rate * 10))
+    rng = random.Random(seed * 1000 + int(rate * 10))  # noqa: S311
     prompts = system_prompts(tenants, system_words, seed)
     counter = 0
 
