@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,28 +11,9 @@ from pathlib import Path
 
 import aiohttp
 
+from llmsvc.router.server import free_port, wait_ready
+
 NGINX_INSTALL = "apt-get update && apt-get install -y nginx-light"
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_ready(url: str, path: str = "/health", seconds: float = 20.0) -> None:
-    """Poll ``url + path`` until it answers 200."""
-    async with aiohttp.ClientSession() as session:
-        for _ in range(int(seconds / 0.05)):
-            try:
-                async with session.get(url + path) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url}{path} did not become ready in {seconds} s")
 
 
 class Proc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -13,27 +12,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from llmsvc.router.server import free_port, wait_ready
 from tests.router.conftest import RouterFactory
 from tests.sim.test_app import CHAT, events, post
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_healthy(url: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(f"{url}/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"{url} never became healthy")
 
 
 @pytest.fixture
@@ -47,7 +28,7 @@ async def sim_processes() -> AsyncIterator[list[tuple[subprocess.Popen[bytes], s
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
         procs.append((proc, f"http://127.0.0.1:{port}"))
     for _, url in procs:
-        await wait_healthy(url)
+        await wait_ready(url)
     yield procs
     for proc, _ in procs:
         proc.kill()

@@ -1,6 +1,7 @@
 """Start an aiohttp application on a host/port and report the bound port.
 
-Shared by ``llmsvc router``, ``llmsvc sim``, the tests and the benchmark. Handler
+Shared by ``llmsvc router``, ``llmsvc sim``, the tests and the benchmark, with two helpers for
+starting servers as child processes (``free_port``, ``wait_ready``). Handler
 cancellation is on: when a client disconnects, its handler task is cancelled, which is how a
 client's disconnect travels upstream to the engine.
 """
@@ -11,6 +12,7 @@ import asyncio
 import socket
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 
 
@@ -51,6 +53,27 @@ async def start(
     site = web.SockSite(runner, sock)
     await site.start()
     return Running(runner, host, sock.getsockname()[1])
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on ``host`` a moment ago (for child processes to bind)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_ready(url: str, path: str = "/health", seconds: float = 20.0) -> None:
+    """Poll ``url + path`` until it answers 200; ``RuntimeError`` after ``seconds``."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(seconds / 0.05)):
+            try:
+                async with session.get(url + path) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url}{path} did not answer 200 within {seconds} s")
 
 
 async def serve_forever(app: web.Application, host: str, port: int) -> None:
