@@ -31,12 +31,15 @@ def _chat_prompt(body: Mapping[str, Any]) -> str:
 
 
 def _text_prompt(body: Mapping[str, Any]) -> str:
+    """The prompt as text: strings as they are, token ids joined (the backend validates them)."""
     prompt = body.get("prompt")
     if isinstance(prompt, str):
         return prompt
-    if isinstance(prompt, list):
-        return "\n".join(p for p in prompt if isinstance(p, str))
-    raise RequestError(400, "'prompt' must be a string or a list of strings", "prompt")
+    if isinstance(prompt, list) and prompt:
+        return "\n".join(p if isinstance(p, str) else json.dumps(p) for p in prompt)
+    raise RequestError(
+        400, "'prompt' must be a string, a list of strings or of token ids", "prompt"
+    )
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
