@@ -79,3 +79,7 @@ bench-router: venv ## router vs nginx least_conn vs direct, 4 llmsvc sim backend
 .PHONY: bench-pull
 bench-pull: venv ## llmsvc pull vs curl: 2 GiB synthetic model from local HTTP and S3 (moto) servers (~2 min)
 	$(PY) bench/pull/run.py $(BENCH_PULL_ARGS)
+
+.PHONY: bench-operator
+bench-operator: venv cluster-bins ## N LLMServices to Ready on the local cluster vs plain StatefulSets (N=100)
+	$(PY) bench/operator/run.py --n $(N)

@@ -27,8 +27,9 @@ def free_port() -> int:
 class OperatorProcess:
     """One operator process: start it, SIGKILL it, read its counters."""
 
-    def __init__(self, resync: float = RESYNC_SECONDS) -> None:
+    def __init__(self, resync: float = RESYNC_SECONDS, namespaces: tuple[str, ...] = ()) -> None:
         self.resync = resync
+        self.namespaces = namespaces
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -42,6 +43,7 @@ class OperatorProcess:
             "--restart-backoff-seconds", "1",
             "--health-address", f"127.0.0.1:{self.health_port}",
             "--metrics-address", f"127.0.0.1:{self.metrics_port}",
+            *(f"--namespace={ns}" for ns in self.namespaces),
         ]  # fmt: skip
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

@@ -1,0 +1,198 @@
+"""`make bench-operator N=100`: how fast and how quietly the operator brings N LLMServices to Ready.
+
+On the local control plane (KWOK fake GPU nodes, sized for the run), it measures in ONE run:
+
+* baseline: the same pods as N plain StatefulSets applied directly (no operator) until all are
+  ready: the floor the control plane itself sets;
+* the operator: N LLMServices (two in three single-GPU, one in three two-node TP=8 PP=2) applied
+  at once, time until each reports Ready (p50/p99 per object, total), API writes per LLMService,
+  writes during a steady-state window (goal 0), and the operator's peak RSS.
+
+Routers are disabled so that N pods of routers do not need CPU nodes; everything else is real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from e2e.helpers import apply, kubectl, kubectl_json  # noqa: E402
+from e2e.operator_process import OperatorProcess  # noqa: E402
+
+MULTI_EVERY = 3  # every third LLMService spans two 8-GPU nodes
+
+
+def spec(i: int) -> tuple[dict[str, Any], int, int]:
+    """(LLMService, pods, GPUs per pod) of object ``i``."""
+    multi = i % MULTI_EVERY == 0
+    parallelism = (
+        {"tensor": 8, "pipeline": 2, "gpusPerNode": 8} if multi else {"tensor": 1, "gpusPerNode": 1}
+    )
+    obj = {
+        "apiVersion": "llmsvc.io/v1alpha1", "kind": "LLMService",
+        "metadata": {"name": f"bench-{i}"},
+        "spec": {"model": {"uri": "hf://org/m", "servedName": f"m{i}"},
+                 "engine": {"maxModelLen": 4096}, "parallelism": parallelism,
+                 "router": {"enabled": False}},
+    }  # fmt: skip
+    return obj, (2 if multi else 1), (8 if multi else 1)
+
+
+def plain_statefulset(i: int, pods: int, gpus: int) -> dict[str, Any]:
+    """The baseline: a bare StatefulSet with the same pods and GPU requests."""
+    labels = {"bench": "baseline", "app": f"base-{i}"}
+    container = {
+        "name": "c",
+        "image": "registry.local/none:1",
+        "resources": {"limits": {"nvidia.com/gpu": gpus}},
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": f"base-{i}", "labels": labels},
+        "spec": {"replicas": pods, "serviceName": "base", "podManagementPolicy": "Parallel",
+                 "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [container]}}},
+    }  # fmt: skip
+
+
+def up() -> Path:
+    subprocess.run([str(REPO / "e2e/cluster/build.sh")], check=True)
+    out = subprocess.run(
+        [str(REPO / "e2e/cluster/up.sh")], check=True, capture_output=True, text=True
+    ).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+def bench_nodes(count: int) -> list[dict[str, Any]]:
+    """Extra fake 8-GPU nodes in their own pool (up.sh manages, and prunes, only its pools)."""
+    template = (REPO / "e2e/cluster/nodes/gpu-node.yaml").read_text().replace("GPU_COUNT", "8")
+    nodes = []
+    for i in range(count):
+        node = yaml.safe_load(template.replace("NODE_NAME", f"bench-gpu-{i}"))
+        node["metadata"]["labels"]["llmsvc.io/pool"] = "bench"
+        nodes.append(node)
+    return nodes
+
+
+def wait_all(ns: str, kind: str, done: Any, n: int, timeout: float) -> dict[str, float]:
+    """Poll ``kind`` in ``ns``; returns name -> seconds until ``done(obj)`` first held."""
+    start, seen = time.monotonic(), dict[str, float]()
+    while len(seen) < n and time.monotonic() - start < timeout:
+        for obj in kubectl_json("get", kind, "-n", ns, timeout=120)["items"]:
+            name = obj["metadata"]["name"]
+            if name not in seen and done(obj):
+                seen[name] = time.monotonic() - start
+        time.sleep(0.5)
+    if len(seen) < n:
+        raise SystemExit(f"only {len(seen)} of {n} {kind} became ready within {timeout:.0f} s")
+    return seen
+
+
+def sts_ready(obj: dict[str, Any]) -> bool:
+    return bool(obj.get("status", {}).get("readyReplicas", 0) == obj["spec"]["replicas"])
+
+
+def llm_ready(obj: dict[str, Any]) -> bool:
+    conds = obj.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def fresh_namespace(name: str) -> None:
+    kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", timeout=600)
+    kubectl("create", "namespace", name)
+
+
+def baseline(n: int, ns: str, timeout: float) -> float:
+    fresh_namespace(ns)
+    objs = [plain_statefulset(i, *spec(i)[1:]) for i in range(n)]
+    apply(objs, ns)
+    total = max(wait_all(ns, "statefulsets", sts_ready, n, timeout).values())
+    kubectl("delete", "namespace", ns, "--wait=true", timeout=600)
+    return total
+
+
+def operator_run(n: int, ns: str, timeout: float, steady: float) -> dict[str, float]:
+    fresh_namespace(ns)
+    op = OperatorProcess(resync=30, namespaces=(ns,))  # alone, even on a shared cluster
+    op.start()
+    try:
+        before = op.writes()
+        apply([spec(i)[0] for i in range(n)], ns)
+        times = sorted(wait_all(ns, "llmservices", llm_ready, n, timeout).values())
+        to_ready = op.writes() - before
+        time.sleep(5)  # let the last status writes land before the quiet window
+        quiet_start = op.writes()
+        time.sleep(steady)
+        steady_writes = op.writes() - quiet_start
+        rss = peak_rss_mib(op)
+    finally:
+        op.stop()
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    return {"p50": statistics.median(times), "p99": times[max(0, math.ceil(0.99 * n) - 1)],
+            "total": times[-1], "writes_per_object": to_ready / n,
+            "steady_writes": steady_writes, "rss_mib": rss}  # fmt: skip
+
+
+def peak_rss_mib(op: OperatorProcess) -> float:
+    assert op.proc is not None
+    for line in Path(f"/proc/{op.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def report(n: int, base: float, r: dict[str, float], steady: float) -> str:
+    rows = [
+        ("LLMServices (1/3 two-node, 2/3 one-GPU)", f"{n}"),
+        ("baseline: plain StatefulSets all ready", f"{base:.1f} s"),
+        ("operator: all Ready (total)", f"{r['total']:.1f} s  ({r['total'] / base:.2f}x baseline)"),
+        ("operator: per object p50 / p99", f"{r['p50']:.1f} s / {r['p99']:.1f} s"),
+        ("API writes per LLMService to Ready", f"{r['writes_per_object']:.1f}"),
+        (f"API writes in {steady:.0f} s of steady state (goal 0)", f"{r['steady_writes']:.0f}"),
+        ("operator peak RSS", f"{r['rss_mib']:.0f} MiB"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100, help="LLMServices (up to 1000)")
+    parser.add_argument("--steady-seconds", type=float, default=120.0)
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    args = parser.parse_args()
+    if not 1 <= args.n <= 1000:
+        parser.error("--n must be between 1 and 1000")
+    multi = math.ceil(args.n / MULTI_EVERY)
+    gpus = multi * 16 + (args.n - multi)
+    os.environ["KUBECONFIG"] = str(up())
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    nodes = math.ceil(gpus / 8) + 1
+    apply(bench_nodes(nodes))
+    print(f"cluster: {nodes} extra fake 8-GPU nodes for {gpus} GPUs", flush=True)
+    try:
+        base = baseline(args.n, "llmsvc-bench-base", args.timeout)
+        result = operator_run(args.n, "llmsvc-bench", args.timeout, args.steady_seconds)
+    finally:
+        kubectl("delete", "nodes", "-l", "llmsvc.io/pool=bench", "--wait=false", check=False)
+    print(report(args.n, base, result, args.steady_seconds))
+    print(json.dumps({"n": args.n, "baseline_s": base, **result}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
