@@ -1,0 +1,275 @@
+"""The Helm chart on the real local control plane: server-side validation, install, upgrade,
+uninstall, and least-privilege RBAC proven by running the operator as the chart's ServiceAccount.
+
+KWOK pods run no containers, so the installed operator Deployment never really runs; the RBAC
+proof runs ``llmsvc operator`` outside the cluster with a kubeconfig holding a token of the
+chart's ServiceAccount, i.e. with exactly the chart's permissions.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from e2e.chart_helpers import (
+    CHART,
+    SCENARIOS,
+    OperatorAs,
+    can_i,
+    helm,
+    pinned,
+    private_gpu_pool,
+    sa_kubeconfig,
+    template,
+)
+from e2e.helpers import (
+    REPO,
+    apply,
+    exists,
+    is_ready,
+    kubectl,
+    kubectl_json,
+    pods,
+    to_yaml,
+    wait_for,
+)
+from llmsvc.api import parse
+from llmsvc.render import render
+
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+READY_TIMEOUT = 120.0
+INSTANCE = "app.kubernetes.io/instance"
+
+
+def unique(prefix: str) -> str:
+    """A release name unique per test run (cluster-scoped RBAC objects carry it)."""
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def watched(namespace: str) -> Iterator[str]:
+    """A second fresh namespace: the one a namespaced operator watches."""
+    name = f"{namespace[:50]}-w"
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "llmsvc.io/e2e=true")
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def release(namespace: str) -> Iterator[str]:
+    """A release name; whatever is installed under it is uninstalled afterwards."""
+    name = unique("llmop")
+    yield name
+    helm("uninstall", name, "-n", namespace, "--ignore-not-found", "--wait")
+
+
+def install(release: str, namespace: str, scenario: str, *extra: str) -> None:
+    values = str(SCENARIOS / f"{scenario}-values.yaml")
+    helm("install", release, str(CHART), "-n", namespace, "-f", values, "--wait", *extra)
+
+
+@pytest.mark.parametrize("scenario", ["default", "namespaced", "metrics"])
+def test_scenario_renders_objects_the_api_server_accepts(
+    cluster: object, namespace: str, watched: str, scenario: str
+) -> None:
+    # The namespaced scenario's namespaces must exist for the API server: use the test's own.
+    extra = ["--set-json", f'watchNamespaces=["{watched}"]'] if scenario == "namespaced" else []
+    docs = template(unique("tmpl"), namespace, scenario, *extra)
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert len(monitors) == (1 if scenario == "metrics" else 0)
+    # ServiceMonitor's CRD (prometheus-operator) is not installed here: validate the rest.
+    rest = [d for d in docs if d["kind"] != "ServiceMonitor"]
+    proc = kubectl("apply", "--dry-run=server", "-f", "-", input=to_yaml(rest))
+    assert proc.stdout.count("(server dry run)") == len(rest), proc.stdout
+
+
+def deployment(release: str, namespace: str) -> dict[str, Any]:
+    return kubectl_json("get", "deployment", f"{release}-llmservice-operator", "-n", namespace)
+
+
+def owned(release: str, namespace: str) -> list[str]:
+    """Names of every object of this release still in the cluster (namespaced and cluster)."""
+    selector = f"{INSTANCE}={release}"
+    kinds = "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings"
+    here = kubectl("get", kinds, "-n", namespace, "-l", selector, "-o", "name").stdout.split()
+    cluster_kinds = "clusterroles,clusterrolebindings"
+    there = kubectl("get", cluster_kinds, "-l", selector, "-o", "name").stdout.split()
+    return here + there
+
+
+def test_install_upgrade_uninstall(cluster: object, namespace: str, release: str) -> None:
+    install(release, namespace, "default")
+    first = deployment(release, namespace)
+    container = first["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "llmsvc/llmservice-operator:0.1.0"
+    assert {"name": "LLMSVC_IMAGE", "value": container["image"]} in container["env"]
+    assert "--verbose" not in container["args"]
+    assert first["spec"]["strategy"]["type"] == "Recreate"
+    assert f"clusterrole.rbac.authorization.k8s.io/{release}-llmservice-operator" in owned(
+        release, namespace
+    )
+
+    helm(
+        "upgrade", release, str(CHART), "-n", namespace, "--reuse-values", "--wait",
+        "--set", "logLevel=debug", "--set", "resyncSeconds=10", "--set", "image.tag=0.1.1",
+    )  # fmt: skip
+    second = deployment(release, namespace)
+    container = second["spec"]["template"]["spec"]["containers"][0]
+    assert second["metadata"]["generation"] > first["metadata"]["generation"]
+    assert container["image"] == "llmsvc/llmservice-operator:0.1.1"
+    assert {"--verbose", "--resync-seconds=10"} <= set(container["args"])
+    assert second["spec"]["selector"] == first["spec"]["selector"]
+
+    helm("uninstall", release, "-n", namespace, "--wait")
+    wait_for(lambda: not owned(release, namespace), what=f"no objects of release {release}")
+    crd = kubectl("get", "crd", "llmservices.llmsvc.io", "-o", "name", check=False)
+    assert crd.returncode == 0, "uninstall must keep the CRD (and with it every LLMService)"
+
+
+@pytest.fixture
+def namespaced_operator(
+    cluster: object, namespace: str, watched: str, release: str, tmp_path: Path
+) -> Iterator[OperatorAs]:
+    """The chart installed watching ``watched``; the operator running as its ServiceAccount."""
+    install(release, namespace, "namespaced", "--set-json", f'watchNamespaces=["{watched}"]')
+    config = sa_kubeconfig(f"{release}-llmservice-operator", namespace, tmp_path / "sa.kubeconfig")
+    process = OperatorAs(config, [watched])
+    process.start()
+    yield process
+    process.stop()
+
+
+def wait_gone(namespace: str) -> None:
+    wait_for(lambda: not pods(namespace), timeout=60, what=f"pods in {namespace} to go")
+
+
+def expected_children(manifest: dict[str, Any], namespace: str) -> list[tuple[str, str]]:
+    """(kind, name) of every child ``llmsvc render`` produces for ``manifest``."""
+    body = {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
+    return [(c["kind"], c["metadata"]["name"]) for c in render(parse(body))]
+
+
+def wait_ready(name: str, namespace: str) -> None:
+    kubectl(
+        "wait", "--for=condition=Ready", f"llmservice/{name}", "-n", namespace,
+        f"--timeout={int(READY_TIMEOUT)}s", timeout=READY_TIMEOUT + 10,
+    )  # fmt: skip
+    assert is_ready(kubectl_json("get", "llmservice", name, "-n", namespace))
+
+
+def restart_group(name: str, namespace: str) -> None:
+    """Delete one rank of group 0; the operator must delete and recreate the whole group."""
+    selector = f"llmsvc.io/name={name},llmsvc.io/group=0"
+    before = {p["metadata"]["uid"] for p in pods(namespace, selector)}
+    assert len(before) > 1, "pick an example with more than one rank per group"
+    time.sleep(6)  # ranks older than the operator's wave window, as in a long-running group
+    kubectl("delete", "pod", f"{name}-0-1", "-n", namespace, "--wait=false")
+
+    def replaced() -> bool:
+        now = pods(namespace, selector)
+        fresh = {p["metadata"]["uid"] for p in now}.isdisjoint(before)
+        return fresh and len(now) == len(before) and all(is_ready(p) for p in now)
+
+    wait_for(replaced, timeout=60, what=f"every rank of {name} group 0 recreated")
+    events = kubectl("get", "events", "-n", namespace, "-o", "name",
+                     "--field-selector", "reason=GroupRestarted").stdout  # fmt: skip
+    assert events.strip(), "the operator posted no GroupRestarted Event"
+
+
+def test_operator_as_chart_serviceaccount_reconciles_every_example(
+    namespaced_operator: OperatorAs, watched: str, release: str
+) -> None:
+    with private_gpu_pool(release, nodes=4) as pool:
+        for example in EXAMPLES:
+            manifest: dict[str, Any] = yaml.safe_load(example.read_text())
+            name = manifest["metadata"]["name"]
+            apply(pinned(manifest, pool), watched)
+            wait_ready(name, watched)
+            missing = [c for c in expected_children(manifest, watched) if not exists(*c, watched)]
+            assert not missing, f"{example.name}: children the operator did not create: {missing}"
+            if example.stem == "03-two-nodes":  # group restarts: list, delete pods, post Events
+                restart_group(name, watched)
+                wait_ready(name, watched)
+            kubectl("delete", "llmservice", name, "-n", watched, "--wait=true")
+            wait_gone(watched)
+    log = namespaced_operator.log.read_text()
+    for symptom in ("Forbidden", "Failed to post an event"):
+        assert symptom not in log, f"the operator lacks a permission:\n{log[-3000:]}"
+
+
+# (verb, resource) pairs the operator must never be able to do, anywhere.
+NEVER = [
+    ("get", "secrets"),
+    ("list", "secrets"),
+    ("watch", "secrets"),
+    ("get", "configmaps"),
+    ("create", "pods"),
+    ("update", "pods"),
+    ("create", "pods/exec"),
+    ("update", "llmservices.llmsvc.io"),
+    ("delete", "llmservices.llmsvc.io"),
+    ("create", "llmservices.llmsvc.io"),
+    ("update", "statefulsets.apps"),
+    ("escalate", "roles.rbac.authorization.k8s.io"),
+    ("bind", "roles.rbac.authorization.k8s.io"),
+    ("update", "roles.rbac.authorization.k8s.io"),
+    ("create", "endpointslices.discovery.k8s.io"),
+    ("delete", "events"),
+]
+# Cluster-scoped kinds it must never touch.
+NEVER_CLUSTER = [
+    ("create", "clusterroles.rbac.authorization.k8s.io"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("get", "nodes"),
+    ("delete", "namespaces"),
+    ("create", "namespaces"),
+    ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("update", "customresourcedefinitions.apiextensions.k8s.io"),
+]
+# What the code uses (see charts/llmservice-operator/templates/_helpers.tpl).
+USED = [
+    ("watch", "llmservices.llmsvc.io"),
+    ("patch", "llmservices.llmsvc.io/status"),
+    ("update", "llmservices.llmsvc.io/finalizers"),
+    ("patch", "statefulsets.apps"),
+    ("create", "horizontalpodautoscalers.autoscaling"),
+    ("delete", "pods"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("watch", "endpointslices.discovery.k8s.io"),
+    ("create", "events"),
+]
+
+
+def test_cluster_wide_serviceaccount_is_least_privilege(
+    cluster: object, namespace: str, release: str
+) -> None:
+    install(release, namespace, "default")
+    user = f"system:serviceaccount:{namespace}:{release}-llmservice-operator"
+    for verb, resource in USED:
+        assert can_i(user, verb, resource, None), f"cannot {verb} {resource} cluster-wide"
+    for verb, resource in NEVER + NEVER_CLUSTER:
+        assert not can_i(user, verb, resource, None), f"can {verb} {resource}"
+        assert not can_i(user, verb, resource, namespace), f"can {verb} {resource} in {namespace}"
+
+
+def test_namespaced_serviceaccount_is_confined(
+    cluster: object, namespace: str, watched: str, release: str
+) -> None:
+    install(release, namespace, "namespaced", "--set-json", f'watchNamespaces=["{watched}"]')
+    user = f"system:serviceaccount:{namespace}:{release}-llmservice-operator"
+    for verb, resource in USED:
+        assert can_i(user, verb, resource, watched), f"cannot {verb} {resource} in {watched}"
+        assert not can_i(user, verb, resource, None), f"can {verb} {resource} cluster-wide"
+        assert not can_i(user, verb, resource, namespace), f"can {verb} {resource} in {namespace}"
+    for verb, resource in NEVER + NEVER_CLUSTER:
+        assert not can_i(user, verb, resource, watched), f"can {verb} {resource} in {watched}"
+    kinds = kubectl("get", "clusterroles", "-l", f"{INSTANCE}={release}", "-o", "name").stdout
+    discovery = f"clusterrole.rbac.authorization.k8s.io/{release}-llmservice-operator-discovery"
+    assert kinds.split() == [discovery], "namespaced mode has only the read-only discovery role"
