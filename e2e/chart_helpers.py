@@ -10,7 +10,6 @@ import copy
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from e2e.helpers import CLUSTER_DIR, REPO, apply, kubectl, wait_for
+from e2e.helpers import CLUSTER_DIR, REPO, apply, kubectl
 from e2e.operator_process import OperatorProcess
 
 CHART = REPO / "charts" / "llmservice-operator"
@@ -105,24 +104,20 @@ def can_i(user: str, verb: str, resource: str, namespace: str | None) -> bool:
 
 
 class OperatorAs(OperatorProcess):
-    """``llmsvc operator`` as a process with its own KUBECONFIG and watched namespaces."""
+    """``llmsvc operator`` as a process that authenticates with its own kubeconfig."""
 
     def __init__(self, kubeconfig: Path, namespaces: Sequence[str]) -> None:
-        super().__init__()
+        super().__init__(namespaces=tuple(namespaces))
         self.kubeconfig = kubeconfig
-        self.namespaces = list(namespaces)
 
     def start(self) -> None:
-        """Start the operator as the kubeconfig's user and wait for its liveness endpoint."""
-        command = [
-            sys.executable, "-m", "llmsvc.cli", "operator",
-            *(f"--namespace={ns}" for ns in self.namespaces),
-            "--resync-seconds", str(self.resync),
-            "--restart-backoff-seconds", "1",
-            "--health-address", f"127.0.0.1:{self.health_port}",
-            "--metrics-address", f"127.0.0.1:{self.metrics_port}",
-        ]  # fmt: skip
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        wait_for(self._healthy, timeout=30, what=f"operator liveness (log: {self.log})")
+        """Start the operator as the kubeconfig's user; this process keeps its own KUBECONFIG."""
+        saved = os.environ.get("KUBECONFIG")
+        os.environ["KUBECONFIG"] = str(self.kubeconfig)  # the child copies the environment
+        try:
+            super().start()
+        finally:
+            if saved is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
+                os.environ["KUBECONFIG"] = saved
