@@ -36,8 +36,9 @@ e2e: venv cluster-bins ## e2e tests on the local control plane (builds it when m
 	$(BIN)/pytest e2e
 
 .PHONY: generate
-generate: venv ## regenerate the CRD from the pydantic models
+generate: venv ## regenerate the CRD from the pydantic models (and its copy in the Helm chart)
 	$(BIN)/llmsvc crd > $(CRD)
+	cp $(CRD) charts/llmservice-operator/crds/
 
 .PHONY: lint
 lint: venv ## ruff, mypy --strict and the import contracts
@@ -48,7 +49,7 @@ lint: venv ## ruff, mypy --strict and the import contracts
 
 .PHONY: verify
 verify: generate lint ## generate + fail on drift + lint
-	git diff --exit-code -- crds/
+	git diff --exit-code -- crds/ charts/llmservice-operator/crds/
 
 .PHONY: fmt
 fmt: venv ## format and autofix
