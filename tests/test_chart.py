@@ -1,0 +1,261 @@
+"""The Helm chart without a cluster: lint, render per scenario, schema, fail messages, docs, CRD.
+
+Needs the helm binary built with the local control plane (`make cluster-bins`, which `make test`
+runs first); when it is missing these tests skip and say so. LLMSVC_HELM overrides the path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "charts" / "llmservice-operator"
+SCENARIOS = REPO / "e2e" / "chart"
+IMAGE = "llmsvc/llmservice-operator:0.1.0"
+
+
+def _helm_path() -> Path:
+    if os.environ.get("LLMSVC_HELM"):
+        return Path(os.environ["LLMSVC_HELM"])
+    script = f'. "{REPO}/e2e/cluster/common.sh" && printf %s "$LLMSVC_BIN"'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    return Path(out.stdout) / "helm"
+
+
+HELM = _helm_path()
+pytestmark = pytest.mark.skipif(
+    not HELM.is_file(), reason=f"helm not built at {HELM}: run `make cluster-bins` first"
+)
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    command = [str(HELM), *args]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stderr}")
+    return proc
+
+
+def render(*flags: str, scenario: str = "default") -> list[dict[str, Any]]:
+    values = str(SCENARIOS / f"{scenario}-values.yaml")
+    out = helm("template", "rel", str(CHART), "-n", "ops", "-f", values, *flags).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (found,) = [d for d in docs if d["kind"] == kind]
+    return found
+
+
+def kinds(docs: list[dict[str, Any]]) -> list[str]:
+    return sorted(d["kind"] for d in docs)
+
+
+@pytest.mark.parametrize("scenario", ["default", "namespaced", "metrics"])
+def test_lint_strict(scenario: str) -> None:
+    helm("lint", "--strict", str(CHART), "-f", str(SCENARIOS / f"{scenario}-values.yaml"))
+
+
+def test_crd_in_chart_is_identical_to_crds_folder() -> None:
+    chart_crds = sorted(p.name for p in (CHART / "crds").iterdir())
+    assert chart_crds == sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
+    for name in chart_crds:
+        chart_copy = (CHART / "crds" / name).read_text()
+        assert chart_copy == (REPO / "crds" / name).read_text(), f"{name} drifted: make generate"
+
+
+def test_default_is_cluster_wide_with_one_recreated_replica() -> None:
+    docs = render()
+    assert kinds(docs) == sorted(
+        ["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
+         "ClusterRoleBinding", "Deployment", "Service"]
+    )  # fmt: skip
+    deploy = one(docs, "Deployment")
+    assert deploy["spec"]["replicas"] == 1
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == IMAGE
+    assert {"name": "LLMSVC_IMAGE", "value": IMAGE} in container["env"]
+    assert container["args"] == [
+        "operator", "--resync-seconds=30", "--health-address=0.0.0.0:8080",
+        "--metrics-address=0.0.0.0:9090",
+    ]  # fmt: skip
+    probe = container["livenessProbe"]["httpGet"]
+    assert probe == {"path": "/healthz", "port": "health"}
+    assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+
+
+def test_pod_meets_restricted_pod_security() -> None:
+    pod = one(render(), "Deployment")["spec"]["template"]["spec"]
+    context = pod["containers"][0]["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["runAsNonRoot"] is True
+    assert context["runAsUser"] == 10001
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["serviceAccountName"] == "rel-llmservice-operator"
+
+
+def test_selector_labels_ignore_user_labels_and_versions() -> None:
+    plain = one(render(), "Deployment")
+    custom = one(render("--set", "podLabels.team=ml", "--set", "image.tag=9.9.9"), "Deployment")
+    assert plain["spec"]["selector"] == custom["spec"]["selector"]
+    assert custom["spec"]["template"]["metadata"]["labels"]["team"] == "ml"
+    assert plain["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "llmservice-operator",
+        "app.kubernetes.io/instance": "rel",
+        "app.kubernetes.io/component": "operator",
+    }
+
+
+def test_namespaced_scenario_uses_roles_per_watched_namespace() -> None:
+    docs = render(scenario="namespaced")
+    roles = [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    assert sorted((d["kind"], d["metadata"]["namespace"]) for d in roles) == [
+        ("Role", "team-a"), ("Role", "team-b"),
+        ("RoleBinding", "team-a"), ("RoleBinding", "team-b"),
+    ]  # fmt: skip
+    for binding in (d for d in roles if d["kind"] == "RoleBinding"):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "rel-llmservice-operator", "namespace": "ops"}
+        ]
+    cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert [c["metadata"]["name"] for c in cluster_roles] == ["rel-llmservice-operator-discovery"]
+    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert {"--namespace=team-a", "--namespace=team-b", "--verbose"} <= set(args)
+
+
+def test_without_discovery_namespaced_mode_has_no_cluster_scope() -> None:
+    docs = render("--set", "rbac.discovery=false", scenario="namespaced")
+    assert not [d for d in docs if d["kind"].startswith("Cluster")]
+
+
+def rules_of(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
+
+
+@pytest.mark.parametrize("scenario", ["default", "namespaced"])
+def test_rules_grant_no_secrets_wildcards_or_escalation(scenario: str) -> None:
+    for rule in rules_of(render(scenario=scenario)):
+        assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
+        assert "secrets" not in rule["resources"], rule
+        assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
+        if rule["resources"] != ["llmservices/finalizers"]:
+            assert "update" not in rule["verbs"], f"server-side apply needs patch: {rule}"
+
+
+def test_metrics_scenario_renders_service_monitor_on_the_metrics_port() -> None:
+    docs = render(scenario="metrics")
+    monitor, service = one(docs, "ServiceMonitor"), one(docs, "Service")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert service["spec"]["ports"][0]["port"] == 9191
+    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--metrics-address=0.0.0.0:9191" in args
+
+
+def test_metrics_disabled_means_no_service_and_no_endpoint() -> None:
+    docs = render("--set", "metrics.enabled=false")
+    assert "Service" not in kinds(docs)
+    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--metrics-address=" in args
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--set", "resyncSeconds=soon"], "resyncSeconds"),
+        (["--set", "logLevel=trace"], "logLevel"),
+        (["--set", "watchNamespaces=team-a"], "watchNamespaces"),
+        (["--set-json", 'watchNamespaces=["Team_A"]'], "watchNamespaces"),
+        (["--set-json", 'watchNamespaces=["a","a"]'], "watchNamespaces"),
+        (["--set", "metrics.port=0"], "metrics/port"),
+        (["--set", "metrics.enabled=yes-please"], "metrics/enabled"),
+        (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
+        (["--set", "metric.enabled=true"], "metric"),
+        (["--set", "metrics.serviceMonitor.interval=often"], "interval"),
+    ],
+)
+def test_schema_rejects_wrong_values(flags: list[str], message: str) -> None:
+    proc = helm("template", "rel", str(CHART), *flags, check=False)
+    assert proc.returncode != 0, f"{flags} was accepted"
+    assert message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--set", "metrics.enabled=false", "--set", "metrics.serviceMonitor.enabled=true"],
+            "needs metrics.enabled=true",
+        ),
+        (["--set", "health.port=9090"], "give them different ports"),
+        (["--set", "serviceAccount.create=false"], "set serviceAccount.name"),
+        (
+            [
+                "--set",
+                "metrics.serviceMonitor.enabled=true",
+                "--set",
+                "metrics.serviceMonitor.scrapeTimeout=1m",
+            ],
+            "shorten the timeout",
+        ),
+    ],
+)
+def test_impossible_combinations_fail_with_what_to_change(flags: list[str], message: str) -> None:
+    proc = helm("template", "rel", str(CHART), *flags, check=False)
+    assert proc.returncode != 0, f"{flags} was accepted"
+    assert message in proc.stderr, proc.stderr
+
+
+def value_keys() -> list[tuple[str, bool, bool]]:
+    """(dotted path, has its own `# --` comment, is under a commented key) per values.yaml key."""
+    stack: list[tuple[int, str, bool]] = []  # (indent, path, commented here or above)
+    out, commented = [], False
+    for line in (CHART / "values.yaml").read_text().splitlines():
+        if line.strip().startswith("# --"):
+            commented = True
+            continue
+        match = re.match(r"^(\s*)([A-Za-z][\w.-]*):", line)
+        if not match:
+            continue
+        indent = len(match.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        inherited = bool(stack) and stack[-1][2]
+        path = ".".join([*(p for _, p, _ in stack[-1:]), match.group(2)])
+        stack.append((indent, path, commented or inherited))
+        out.append((path, commented, inherited))
+        commented = False
+    return out
+
+
+def test_every_value_is_documented_in_values_and_readme() -> None:
+    keys = value_keys()
+    parents = {p.rsplit(".", 1)[0] for p, _, _ in keys if "." in p}
+    bare = [p for p, own, under in keys if not (own or under or p in parents)]
+    assert not bare, f"values without a `# --` comment: {bare}"
+    readme = (CHART / "README.md").read_text().split("\n## Values\n", 1)[-1]
+    table = set(re.findall(r"^\| `([\w.-]+)` \|", readme, flags=re.MULTILINE))
+    missing = sorted(p for p, own, _ in keys if own and p not in table)
+    assert not missing, f"values missing from the README table: {missing}"
+    stale = sorted(table - {p for p, _, _ in keys})
+    assert not stale, f"README documents values that do not exist: {stale}"
+
+
+def test_notes_say_how_to_check_and_what_to_apply() -> None:
+    proc = helm("install", "rel", str(CHART), "-n", "ops", "--dry-run=client")
+    assert "rollout status deployment/rel-llmservice-operator" in proc.stdout
+    assert "kubectl apply -n default -f examples/01-single-gpu.yaml" in proc.stdout
+    assert "kubectl apply --server-side -f" in proc.stdout  # the CRD upgrade step
