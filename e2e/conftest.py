@@ -13,6 +13,7 @@ Every test under e2e/ is marked `e2e` (select or deselect with `-m e2e` / `-m "n
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -130,14 +131,35 @@ def _namespace_name(test_name: str) -> str:
     return f"e2e-{slug}-{secrets.token_hex(3)}"
 
 
+def _fresh_namespace(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace named after the requesting test or module; deleted afterwards unless
+    LLMSVC_KEEP=1 and a test using it failed."""
+    name = _namespace_name(request.node.name)
+    metadata = {"name": name, "labels": {"llmsvc.io/e2e": "true"}}
+    kubectl(
+        "create",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}),
+    )
+    yield name
+    if request.scope == "function":
+        failed = request.node.stash.get(FAILED, False)
+    else:  # shared namespace: keep it when any test failed so far
+        failed = request.session.testsfailed > 0
+    if env_flag("LLMSVC_KEEP") and failed:
+        print(f"LLMSVC_KEEP=1: kept namespace {name} (KUBECONFIG={os.environ.get('KUBECONFIG')})")
+        return
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 @pytest.fixture
 def namespace(bare_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test; deleted afterwards unless LLMSVC_KEEP=1 and the test failed."""
-    name = _namespace_name(request.node.name)
-    kubectl("create", "namespace", name)
-    kubectl("label", "namespace", name, "llmsvc.io/e2e=true")
-    yield name
-    if env_flag("LLMSVC_KEEP") and request.node.stash.get(FAILED, False):
-        print(f"LLMSVC_KEEP=1: kept namespace {name} (KUBECONFIG={bare_cluster.kubeconfig})")
-        return
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    yield from _fresh_namespace(request)
+
+
+@pytest.fixture(scope="module")
+def module_namespace(bare_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """One namespace shared by the tests of a module (for tests that leave nothing behind)."""
+    yield from _fresh_namespace(request)

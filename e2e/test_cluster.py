@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 from e2e.conftest import Cluster
-from e2e.helpers import CLUSTER_DIR, apply, exists, is_ready, kubectl, kubectl_json, pods, wait_for
+from e2e.helpers import CLUSTER_DIR, apply, exists, kubectl, kubectl_json, pods, wait_for
 
 GPU = "nvidia.com/gpu"
-GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
 WIDGET_CRD = CLUSTER_DIR / "testdata" / "widgets.e2e.llmsvc.io.yaml"
 
 
@@ -65,18 +64,6 @@ def two_free_gpu_nodes(namespace: str) -> Iterator[dict[str, str]]:
     yield {label: "yes"}
     for node in free[:2]:
         kubectl("label", "node", node, f"{label}-", check=False)
-
-
-def test_fake_gpu_nodes_are_ready_with_gpu_capacity(bare_cluster: Cluster) -> None:
-    nodes = gpu_nodes()
-    assert len(nodes) >= 2, "the e2e tests need at least two fake GPU nodes"
-    for node in nodes:
-        assert node["metadata"]["labels"][f"{GPU}.product"] == GPU_PRODUCT
-        assert node["status"]["capacity"][GPU] == node["status"]["allocatable"][GPU]
-        assert is_ready(node), f"node {node['metadata']['name']} is not Ready"
-    cpu_nodes = kubectl_json("get", "nodes", "-l", "llmsvc.io/pool=cpu")["items"]
-    assert cpu_nodes, "expected a CPU-only node for routers"
-    assert all(GPU not in n["status"]["capacity"] for n in cpu_nodes)
 
 
 def test_scheduler_counts_gpus_and_kwok_makes_pods_ready(

@@ -1,5 +1,5 @@
-"""Checks of the local control plane's processes (only when this session started it): pinned
-versions, loopback-only listeners, and the fast HPA sync flag."""
+"""Checks of the local control plane (only when this session started it): the configured fake
+nodes, pinned versions, local binaries, loopback-only listeners, and the fast HPA sync flag."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from e2e.conftest import Cluster
-from e2e.helpers import cluster_setting, kubectl_json
+from e2e.helpers import cluster_setting, is_ready, kubectl_json
 
 K8S_VERSION = cluster_setting("K8S_VERSION")
 LOOPBACK = {"127.0.0.1", "::1"}
@@ -71,6 +71,22 @@ def socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
+def test_fake_nodes_match_the_settings(local: Path) -> None:
+    wanted_gpu_nodes = int(os.environ.get("LLMSVC_GPU_NODES", "4"))
+    gpus = os.environ.get("LLMSVC_GPUS_PER_NODE", "8")
+    nodes = kubectl_json("get", "nodes", "-l", "llmsvc.io/pool=gpu")["items"]
+    assert len(nodes) == wanted_gpu_nodes
+    for node in nodes:
+        assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+        assert node["status"]["capacity"]["nvidia.com/gpu"] == gpus
+        assert node["status"]["allocatable"]["nvidia.com/gpu"] == gpus
+        assert is_ready(node), f"node {node['metadata']['name']} is not Ready"
+    cpu_nodes = kubectl_json("get", "nodes", "-l", "llmsvc.io/pool=cpu")["items"]
+    assert len(cpu_nodes) == int(os.environ.get("LLMSVC_CPU_NODES", "1"))
+    assert all("nvidia.com/gpu" not in n["status"]["capacity"] for n in cpu_nodes)
+    assert all(is_ready(n) for n in cpu_nodes)
+
+
 def test_server_reports_the_pinned_version(local: Path) -> None:
     version = kubectl_json("version")
     assert version["serverVersion"]["gitVersion"] == K8S_VERSION
@@ -87,6 +103,17 @@ def test_every_component_listens_on_loopback_only(local: Path) -> None:
             seen.append(f"{name} {address}:{port}")
             assert address in LOOPBACK, f"{name} listens on {address}:{port}"
     assert any(s.startswith("kube-apiserver ") for s in seen), f"no apiserver socket in {seen}"
+
+
+def test_components_run_the_locally_built_binaries(local: Path) -> None:
+    bin_dir = Path(cluster_setting("LLMSVC_BIN")).resolve()
+    links = sorted((local / "bin").iterdir())
+    assert {p.name for p in links} >= {"etcd", "kube-apiserver", "kwok-controller"}
+    for link in links:
+        assert link.resolve().parent == bin_dir, f"{link} -> {link.resolve()} (downloaded?)"
+    for name, pid in component_pids(local).items():
+        exe = Path(f"/proc/{pid}/exe").resolve()
+        assert exe.parent == bin_dir, f"{name} runs {exe}"
 
 
 def test_hpa_syncs_every_second(local: Path) -> None:

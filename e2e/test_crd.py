@@ -62,8 +62,9 @@ def test_example_is_accepted(namespace: str, example: Path) -> None:
 
 @pytest.mark.parametrize("case", load_invalid_cases(), ids=lambda c: getattr(c, "id", None))
 def test_invalid_spec_is_rejected_by_the_api_server(
-    namespace: str, case: Any, cluster: Cluster
+    module_namespace: str, case: Any, cluster: Cluster
 ) -> None:
+    namespace = module_namespace
     assert case is not None, "tests/invalid_cases.py with INVALID_CASES is not available"
     manifest = case.manifest()
     manifest.setdefault("metadata", {}).pop("namespace", None)

@@ -38,7 +38,7 @@ run_logged() {
 		kill "$ticker" 2>/dev/null || true
 		cat "$out" >&2
 		rm -f "$out"
-		die "$what failed: $*"
+		die "$what failed: $(printf "%q " "$@")"
 	fi
 	kill "$ticker" 2>/dev/null || true
 	rm -f "$out"
@@ -61,7 +61,7 @@ build_k8s() {
 		has_version "$name" "Kubernetes $K8S_VERSION" --version || missing+=("k8s.io/kubernetes/cmd/$name")
 	done
 	if [ ${#missing[@]} -gt 0 ]; then
-		log "building ${missing[*]##*/} $K8S_VERSION (cold: 15-30 min on 2 cores; Go cache makes reruns fast)"
+		log "building ${missing[*]##*/} $K8S_VERSION (cold: 6-14 min on 2 cores; the Go cache makes reruns fast)"
 		local start=$SECONDS
 		(cd "$here/k8s" && run_logged "go build of Kubernetes $K8S_VERSION" \
 			go build -trimpath -ldflags "$(k8s_ldflags)" -o "$LLMSVC_BIN/" "${missing[@]}")

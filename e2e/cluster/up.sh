@@ -48,7 +48,7 @@ create_cluster() {
 		--kube-scheduler-binary "$LLMSVC_BIN/kube-scheduler" \
 		--etcd-binary "$LLMSVC_BIN/etcd" \
 		--kwok-controller-binary "$LLMSVC_BIN/kwok" \
-		--wait 2m >"$out" 2>&1; then
+		--wait 2m >"$out" 2>&1 9>&-; then # 9>&-: the daemons must not inherit the lock
 		cat "$out" >&2
 		die "kwokctl create cluster failed; component logs: $cluster_dir/logs/"
 	fi
@@ -113,9 +113,11 @@ main() {
 		create_cluster
 	fi
 	sync_nodes
-	kc wait --for=condition=Ready nodes --all --timeout=60s >/dev/null ||
+	local ours='llmsvc.io/pool in (gpu,cpu)'
+	((LLMSVC_GPU_NODES + LLMSVC_CPU_NODES == 0)) ||
+		kc wait --for=condition=Ready nodes -l "$ours" --timeout=60s >/dev/null ||
 		die "fake nodes did not become Ready; kwok log: $cluster_dir/logs/kwok-controller.log"
-	kc get nodes -L llmsvc.io/pool,nvidia.com/gpu.product >&2
+	kc get nodes -l "$ours" -L llmsvc.io/pool,nvidia.com/gpu.product >&2
 	log "cluster '$LLMSVC_CLUSTER' ready in $((SECONDS - start)) s ($LLMSVC_GPU_NODES GPU nodes x $LLMSVC_GPUS_PER_NODE GPUs, $LLMSVC_CPU_NODES CPU nodes)"
 	log "use it with: export KUBECONFIG=$LLMSVC_KUBECONFIG"
 	echo "$LLMSVC_KUBECONFIG"
