@@ -259,3 +259,21 @@ def test_unwritable_dest_is_a_usage_error(tmp_path: Path) -> None:
     res = run_pull("s3://bucket/x", str(tmp_path / "ro"))
     assert res.returncode == 2
     assert "mount DEST read-write" in res.stderr
+
+
+def test_no_checksum_checks_sizes_only_but_records_the_checksum_for_verify(tmp_path: Path) -> None:
+    from tests.puller.servers import Handler, State
+
+    class Lying(Handler):
+        def send_file(self, data, entry, head, headers=None):  # type: ignore[no-untyped-def]
+            super().send_file(data, entry, head, {"X-Checksum-Sha256": "cd" * 32})
+
+    with Server(Lying, State(files={"/w.bin": b"z" * 5000})) as srv:
+        env = {"LLMSVC_PULL_CHECKSUMS": "0", "LLMSVC_PULL_FSYNC": "0"}
+        fast = run_pull(f"{srv.url}/w.bin", str(tmp_path), env=env)
+        assert fast.returncode == 0, fast.stderr
+        marker = (_dir(f"{srv.url}/w.bin", tmp_path) / MARKER).read_text()
+        assert "cd" * 32 in marker
+        verify = run_pull(f"{srv.url}/w.bin", str(tmp_path), "--verify")
+    assert verify.returncode == 7
+    assert "w.bin is missing, truncated or corrupted" in verify.stderr

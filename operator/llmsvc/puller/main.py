@@ -24,8 +24,9 @@ EPILOG = """\
 cache layout (relative to DEST; llmsvc.puller.layout.cache_dir):
   hf://ORG/NAME -> hf/ORG/NAME/<revision or main>    s3://B/P -> s3/B/P/<revision or latest>
   https://H/P   -> https/H/P/<revision or latest>    pvc://CLAIM/P -> P    file:///P -> /P
-  A cached model is trusted by file sizes; --verify also recomputes checksums. A branch such
-  as main is resolved once: pin a commit or tag to move to new weights.
+  Fresh downloads are checked against the source's checksums and fsynced before the marker is
+  written. A cached model is trusted by file sizes; --verify also recomputes checksums. A
+  branch such as main is resolved once: pin a commit or tag to move to new weights.
 
 sources:
   hf://ORG/NAME          Hugging Face repository at --revision (default main): configs,
@@ -53,7 +54,8 @@ environment:
                          region (default us-east-1)
   LLMSVC_HTTP_TOKEN      bearer token sent to https:// sources
   LLMSVC_PULL_CONCURRENCY, LLMSVC_PULL_PART_SIZE, LLMSVC_PULL_MULTIPART_THRESHOLD,
-  LLMSVC_PULL_RETRIES, LLMSVC_PULL_PROGRESS_INTERVAL
+  LLMSVC_PULL_RETRIES, LLMSVC_PULL_PROGRESS_INTERVAL, LLMSVC_PULL_FSYNC (0 = --no-fsync),
+  LLMSVC_PULL_CHECKSUMS (0 = --no-checksum)
                          defaults of the matching flags (the init container's args are fixed)
 
 exit codes:
@@ -124,6 +126,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=int(_env("LLMSVC_PULL_RETRIES", "8")),
         help="retries per request on network errors, 5xx and 429 (default 8)",
     )
+    add(
+        "--no-fsync",
+        dest="fsync",
+        action="store_false",
+        default=_env("LLMSVC_PULL_FSYNC", "1") not in ("0", "false", "no"),
+        help="skip fsync before the marker (fine for emptyDir caches, which die with the node)",
+    )
+    add(
+        "--no-checksum",
+        dest="checksums",
+        action="store_false",
+        default=_env("LLMSVC_PULL_CHECKSUMS", "1") not in ("0", "false", "no"),
+        help="check only sizes of fresh downloads (checksums are still recorded for --verify)",
+    )
     add("--backoff", type=float, default=0.5, help="first retry delay in seconds (doubles)")
     add("--timeout", type=float, default=30.0, help="connect/read timeout in seconds")
     add(
@@ -163,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         retries=args.retries,
         backoff=args.backoff,
         progress_interval=args.progress_interval,
+        fsync=args.fsync,
+        checksums=args.checksums,
     )
     try:
         path = pull(req, opts)
