@@ -75,8 +75,8 @@ class OperatorProcess:
         except subprocess.TimeoutExpired:
             self.kill()
 
-    def metric(self, name: str) -> float:
-        """The sum of every sample of metric ``name`` (all label sets)."""
+    def metric(self, name: str, contains: str = "") -> float:
+        """The sum of the samples of metric ``name`` whose labels contain ``contains``."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             text = response.read().decode()
@@ -84,13 +84,15 @@ class OperatorProcess:
         for line in text.splitlines():
             if line.startswith(name) and not line.startswith("#"):
                 head = line.split(" ")[0]
-                if head == name or head.startswith(name + "{"):
+                labelled = head == name or head.startswith(name + "{")
+                if labelled and contains in head:
                     total += float(line.rsplit(" ", 1)[1])
         return total
 
-    def writes(self) -> float:
-        """API write requests made by this process so far."""
-        return self.metric("llmsvc_operator_api_writes_total")
+    def writes(self, namespace: str = "") -> float:
+        """API write requests made by this process so far (into ``namespace``, if given)."""
+        contains = f'namespace="{namespace}"' if namespace else ""
+        return self.metric("llmsvc_operator_api_writes_total", contains)
 
     def settle(self, seconds: float) -> None:
         """Sleep ``seconds`` (time for several resyncs)."""

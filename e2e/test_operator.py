@@ -100,6 +100,7 @@ def test_example_reaches_ready_with_rendered_children(
     name = manifest["metadata"]["name"]
     kubectl("apply", "-n", namespace, "-f", str(example))
     live = wait_ready(name, namespace)
+    assert not live["metadata"].get("finalizers"), "deleting an LLMService must not wait for us"
     manifest["metadata"]["namespace"] = namespace
     svc = parse(manifest)
     assert live["status"]["readyReplicas"] == svc.spec.replicas
@@ -192,9 +193,9 @@ def test_steady_state_makes_no_writes(operator: OperatorProcess, namespace: str)
         for c in children("quiet", namespace)
     }
     own = get("quiet", namespace)["metadata"]["resourceVersion"]
-    writes = operator.writes()
+    writes = operator.writes(namespace)
     operator.settle(4 * RESYNC_SECONDS)
-    assert operator.writes() == writes
+    assert operator.writes(namespace) == writes
     assert get("quiet", namespace)["metadata"]["resourceVersion"] == own
     assert {
         c["metadata"]["name"] + c["kind"]: c["metadata"]["resourceVersion"]

@@ -40,9 +40,12 @@ def test_kopf_bookkeeping_lives_under_our_prefix() -> None:
     assert settings.peering.standalone
 
 
-def test_handlers_register_on_a_private_registry() -> None:
+def test_no_handler_needs_a_finalizer() -> None:
     registry = kopf.OperatorRegistry()
     runtime = Runtime(settings=Settings(image="img"), metrics=OperatorMetrics())
-    register(registry, runtime, resync=5)
-    ids = {h.id for h in registry._spawning.get_all_handlers()}
-    assert any("resync" in i for i in ids)
+    register(registry, runtime)
+    # kopf puts a finalizer on objects with changing handlers (create/update/delete) or with
+    # timers and daemons (spawning); watch handlers alone need none.
+    assert len(registry._watching.get_all_handlers()) == 4
+    assert registry._changing.get_all_handlers() == []
+    assert registry._spawning.get_all_handlers() == []

@@ -1,8 +1,9 @@
-"""kopf wiring: which events start a reconcile, and the operator's kopf settings.
+"""kopf wiring: which watch events start a reconcile, and the operator's kopf settings.
 
-Everything funnels into :meth:`llmsvc.controller.runtime.Runtime.reconcile`: create, update and
-resume of an LLMService, a periodic timer (drift repair, restart backoff), and events of the
-children (pods, StatefulSets, Deployments) that poke their owner's reconcile.
+Only watch-event handlers are registered. kopf's changing handlers (create/update/resume) and
+timers would put a finalizer on every LLMService and write bookkeeping annotations; the operator
+needs neither, because its reconcile is level-based: every event of an LLMService or of one of
+its children pokes :class:`llmsvc.controller.runtime.Runtime`, which also resyncs periodically.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from llmsvc.render import names
 
 LLMSVC = (GROUP, VERSION, PLURAL)
 OWNED = {names.LABEL_NAME: kopf.PRESENT}
+CHILDREN = (("", "v1", "pods"), ("apps", "v1", "statefulsets"), ("apps", "v1", "deployments"))
 
 
 def _ns(namespace: str | None) -> str:
@@ -30,6 +32,7 @@ def _ns(namespace: str | None) -> str:
 
 def configure(settings: kopf.OperatorSettings, level: int) -> None:
     """kopf settings: our own annotation prefix, and timeouts chosen on purpose."""
+    # No handler here needs them, but should kopf ever store state, it is under our prefix.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -42,8 +45,7 @@ def configure(settings: kopf.OperatorSettings, level: int) -> None:
     settings.watching.client_timeout = 330
     # Connecting to a healthy API server takes milliseconds; 10 s means it is unreachable.
     settings.watching.connect_timeout = 10
-    # Our own requests are small; 30 s (not kopf's 5 min) keeps a stuck call from stalling a
-    # reconcile for long.
+    # kopf's own calls (events) are small; 30 s instead of 5 min keeps a stuck call short.
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 10
     # One operator replica; no peering CRD to install.
@@ -53,7 +55,7 @@ def configure(settings: kopf.OperatorSettings, level: int) -> None:
     logging.getLogger("kopf").setLevel(level)
 
 
-def register(registry: kopf.OperatorRegistry, runtime: Runtime, *, resync: float) -> None:
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     """Register every handler on ``registry``."""
 
     @kopf.on.startup(registry=registry)
@@ -70,25 +72,13 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime, *, resync: float
     async def _cleanup(**_: Any) -> None:
         await runtime.close()
 
-    @kopf.on.resume(*LLMSVC, registry=registry)
-    @kopf.on.create(*LLMSVC, registry=registry)
-    @kopf.on.update(*LLMSVC, registry=registry)
-    async def _changed(*, namespace: str | None, name: str, **_: Any) -> None:
-        await runtime.reconcile(_ns(namespace), name)
+    @kopf.on.event(*LLMSVC, registry=registry, id="llmservice")
+    async def _llmservice(*, type: str, namespace: str | None, name: str, **_: Any) -> None:
+        runtime.seen(_ns(namespace), name, deleted=type == "DELETED")
+        if type != "DELETED":
+            runtime.poke(_ns(namespace), name)
 
-    @kopf.timer(*LLMSVC, interval=resync, initial_delay=resync, registry=registry)
-    async def _resync(*, namespace: str | None, name: str, **_: Any) -> None:
-        await runtime.reconcile(_ns(namespace), name)
-
-    @kopf.on.delete(*LLMSVC, optional=True, registry=registry)
-    async def _deleted(*, namespace: str | None, name: str, **_: Any) -> None:
-        runtime.forget(_ns(namespace), name)
-
-    for group, version, plural in (
-        ("", "v1", "pods"),
-        ("apps", "v1", "statefulsets"),
-        ("apps", "v1", "deployments"),
-    ):
+    for group, version, plural in CHILDREN:
         _register_child(registry, runtime, group, version, plural)
 
 

@@ -37,7 +37,7 @@ CHILD_KINDS = (
     "HorizontalPodAutoscaler",
 )
 FIELD_MANAGER = "llmsvc-operator"
-WriteHook = Callable[[str, str], None]
+WriteHook = Callable[[str, str, str], None]  # (verb, kind, namespace)
 
 
 def path(kind: str, namespace: str, name: str = "", sub: str = "") -> str:
@@ -61,7 +61,7 @@ class Kube:
 
     def __init__(self, api: client.ApiClient, on_write: WriteHook | None = None) -> None:
         self._api = api
-        self._on_write = on_write or (lambda verb, kind: None)
+        self._on_write = on_write or (lambda verb, kind, namespace: None)
 
     async def _call(
         self,
@@ -106,7 +106,7 @@ class Kube:
     async def apply(self, obj: Obj) -> Obj:
         """Server-side apply with the operator's field manager (conflicts forced: we own these)."""
         meta = obj["metadata"]
-        self._on_write("apply", obj["kind"])
+        self._on_write("apply", obj["kind"], meta["namespace"])
         return await self._call(
             "PATCH",
             path(obj["kind"], meta["namespace"], meta["name"]),
@@ -119,7 +119,7 @@ class Kube:
         """Delete ``obj`` if it is still the same object (uid precondition); gone is fine."""
         meta = obj["metadata"]
         body = {"propagationPolicy": "Background", "preconditions": {"uid": meta.get("uid")}}
-        self._on_write("delete", obj["kind"])
+        self._on_write("delete", obj["kind"], meta["namespace"])
         try:
             await self._call(
                 "DELETE", path(obj["kind"], meta["namespace"], meta["name"]), body=body
@@ -130,7 +130,7 @@ class Kube:
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
         """Replace the status fields the operator owns (merge patch on the status subresource)."""
-        self._on_write("patch-status", kind)
+        self._on_write("patch-status", kind, namespace)
         await self._call(
             "PATCH",
             path(kind, namespace, name, "status"),

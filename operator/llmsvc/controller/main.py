@@ -76,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(
         image=args.image or DEFAULT_IMAGE, backoff_base=args.restart_backoff_seconds
     )
-    runtime = Runtime(settings=settings, metrics=metrics)
+    runtime = Runtime(settings=settings, metrics=metrics, resync=args.resync_seconds)
     registry = kopf.OperatorRegistry()
-    register(registry, runtime, resync=args.resync_seconds)
+    register(registry, runtime)
     kopf.run(
         registry=registry,
         standalone=True,

@@ -25,12 +25,15 @@ class OperatorMetrics:
             registry=r,
         )
         self.writes = Counter(
-            "llmsvc_operator_api_writes", "API write requests.", ["verb", "kind"], registry=r
+            "llmsvc_operator_api_writes",
+            "API write requests.",
+            ["verb", "kind", "namespace"],
+            registry=r,
         )
         self.restarts = Counter(
             "llmsvc_operator_group_restarts", "Whole-group restarts.", registry=r
         )
 
-    def count_write(self, verb: str, kind: str) -> None:
+    def count_write(self, verb: str, kind: str, namespace: str) -> None:
         """Hook for :class:`llmsvc.controller.kube.Kube`."""
-        self.writes.labels(verb=verb, kind=kind).inc()
+        self.writes.labels(verb=verb, kind=kind, namespace=namespace).inc()

@@ -1,7 +1,11 @@
-"""Per-process state of the operator: the API client, per-object locks and debounced triggers.
+"""Per-process state of the operator: the API client, known objects, locks and debounced triggers.
 
-Reconciles of one LLMService never overlap (a lock per object), and a burst of child events
-(eight ranks changing at once) collapses into one reconcile shortly after the burst.
+Every reconcile is triggered through :meth:`Runtime.poke`: a watch event of an LLMService or of
+one of its children, or the periodic resync that walks every known LLMService spread evenly over
+the resync period. Pokes that arrive before the reconcile starts are merged into it, reconciles
+of one object never overlap, at most ``workers`` run at once, and a failed reconcile is retried
+with backoff. None of this needs a finalizer on the LLMService, so deleting one never waits for
+the operator.
 """
 
 from __future__ import annotations
@@ -40,30 +44,74 @@ class Runtime:
 
     settings: Settings
     metrics: OperatorMetrics
+    resync: float = 30.0
     debounce: float = 0.5
+    workers: int = 16
     kube: Kube | None = None
+    known: set[Ref] = field(default_factory=set)
     _api: ApiClient | None = None
     _locks: dict[Ref, asyncio.Lock] = field(default_factory=dict)
     _pending: dict[Ref, asyncio.Task[None]] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _slots: asyncio.Semaphore | None = None
 
     def attach(self, api: ApiClient) -> None:
-        """Start talking to the API server through ``api``."""
+        """Start talking to the API server through ``api``, and start the resync loop."""
         self._api = api
         self.kube = Kube(api, on_write=self.metrics.count_write)
+        self._slots = asyncio.Semaphore(self.workers)
+        self._tasks.append(asyncio.create_task(self._resync_loop()))
 
     async def close(self) -> None:
-        """Cancel pending pokes and close the API client."""
-        for task in self._pending.values():
+        """Cancel pending work and close the API client."""
+        for task in [*self._pending.values(), *self._tasks]:
             task.cancel()
         if self._api is not None:
             await self._api.close()
 
+    def seen(self, namespace: str, name: str, deleted: bool) -> None:
+        """Track which LLMServices exist (from their watch events)."""
+        if deleted:
+            self.known.discard((namespace, name))
+            self._locks.pop((namespace, name), None)
+        else:
+            self.known.add((namespace, name))
+
+    def poke(self, namespace: str, name: str, delay: float | None = None) -> None:
+        """Schedule a reconcile soon; pokes arriving before it starts are merged into it."""
+        ref = (namespace, name)
+        if ref in self._pending and not self._pending[ref].done():
+            return
+        wait = self.debounce if delay is None else delay
+        self._pending[ref] = asyncio.create_task(self._later(ref, wait, attempt=0))
+
+    async def _later(self, ref: Ref, wait: float, attempt: int) -> None:
+        await asyncio.sleep(wait)
+        self._pending.pop(ref, None)
+        try:
+            await self.reconcile(*ref)
+        except Exception:  # retried below with backoff; the resync would retry anyway
+            log.exception("reconcile of %s/%s failed (attempt %d)", *ref, attempt + 1)
+            retry = min(self.resync, 2.0 ** (attempt + 1))
+            self._pending[ref] = asyncio.create_task(self._later(ref, retry, attempt + 1))
+
+    async def _resync_loop(self) -> None:
+        """Poke every known LLMService once per resync period, spread evenly over it."""
+        while True:
+            refs = sorted(self.known)
+            if not refs:
+                await asyncio.sleep(self.resync)
+            for ref in refs:
+                await asyncio.sleep(self.resync / len(refs))
+                if ref in self.known:
+                    self.poke(*ref, delay=0)
+
     async def reconcile(self, namespace: str, name: str) -> Plan | None:
         """Run one reconcile of ``namespace/name``, serialised per object, and record metrics."""
-        if self.kube is None:
-            raise kopf.TemporaryError("the operator is still starting", delay=1)
+        if self.kube is None or self._slots is None:
+            raise RuntimeError("the operator is still starting")
         lock = self._locks.setdefault((namespace, name), asyncio.Lock())
-        async with lock:
+        async with lock, self._slots:
             started = time.perf_counter()
             try:
                 todo = await reconcile(self.kube, namespace, name, self.settings, post_event)
@@ -79,23 +127,5 @@ class Runtime:
         result = "gone" if todo is None else "changed" if todo.writes else "unchanged"
         self.metrics.reconciles.labels(result=result).inc()
         if todo is not None:
-            self.metrics.restarts.inc(len([e for e in todo.events if e.reason == "GroupRestarted"]))
-
-    def poke(self, namespace: str, name: str) -> None:
-        """Schedule a reconcile soon; pokes arriving before it starts are merged into it."""
-        ref = (namespace, name)
-        if ref in self._pending and not self._pending[ref].done():
-            return
-        self._pending[ref] = asyncio.create_task(self._later(ref))
-
-    async def _later(self, ref: Ref) -> None:
-        await asyncio.sleep(self.debounce)
-        self._pending.pop(ref, None)
-        try:
-            await self.reconcile(*ref)
-        except Exception:  # the timer retries; one failed poke must not kill the task silently
-            log.exception("reconcile of %s/%s after a child event failed", *ref)
-
-    def forget(self, namespace: str, name: str) -> None:
-        """Drop the state of a deleted LLMService."""
-        self._locks.pop((namespace, name), None)
+            restarts = sum(1 for e in todo.events if e.reason == "GroupRestarted")
+            self.metrics.restarts.inc(restarts)
