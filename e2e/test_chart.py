@@ -45,6 +45,7 @@ from llmsvc.render import render
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 READY_TIMEOUT = 120.0
 INSTANCE = "app.kubernetes.io/instance"
+COMPLETED = [f'llmsvc_operator_reconciles_total{{result="{r}"}}' for r in ("changed", "unchanged")]
 
 
 def unique(prefix: str) -> str:
@@ -183,6 +184,16 @@ def restart_group(name: str, namespace: str) -> None:
     assert events.strip(), "the operator posted no GroupRestarted Event"
 
 
+def completed(operator: OperatorAs) -> float:
+    """Reconciles this operator finished without an exception."""
+    return sum(operator.metric(name) for name in COMPLETED)
+
+
+def wait_completed(operator: OperatorAs, since: float, what: str) -> None:
+    """Wait until ``operator`` finished a reconcile after its count was ``since``."""
+    wait_for(lambda: completed(operator) > since, timeout=30, what=f"our reconcile of {what}")
+
+
 def test_operator_as_chart_serviceaccount_reconciles_every_example(
     namespaced_operator: OperatorAs, watched: str, release: str
 ) -> None:
@@ -190,8 +201,12 @@ def test_operator_as_chart_serviceaccount_reconciles_every_example(
         for example in EXAMPLES:
             manifest: dict[str, Any] = yaml.safe_load(example.read_text())
             name = manifest["metadata"]["name"]
+            before = completed(namespaced_operator)
             apply(pinned(manifest, pool), watched)
             wait_ready(name, watched)
+            # A cluster-wide operator of a concurrent test session may reconcile these too; this
+            # one must itself have completed a reconcile (all reads, any writes left) without error.
+            wait_completed(namespaced_operator, since=before, what=name)
             missing = [c for c in expected_children(manifest, watched) if not exists(*c, watched)]
             assert not missing, f"{example.name}: children the operator did not create: {missing}"
             if example.stem == "03-two-nodes":  # group restarts: list, delete pods, post Events
