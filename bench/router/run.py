@@ -43,13 +43,16 @@ def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=256, help="phase 1 streams")
     parser.add_argument("--overhead-requests", type=int, default=2048)
-    parser.add_argument("--rates", default="8,16,28", help="phase 2 arrivals per second")
+    parser.add_argument("--rates", default="8,20,32", help="phase 2 arrivals per second")
     parser.add_argument("--duration", type=float, default=20.0, help="phase 2 seconds per run")
     parser.add_argument("--warmup", type=float, default=5.0, help="phase 2 seconds not measured")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="small run for a smoke test")
     parser.add_argument("--phases", default="overhead,routing", help="which phases to run")
+    parser.add_argument("--policies", default=",".join(POLICIES), help="phase 2 router policies")
+    parser.add_argument("--router-args", default="", help="extra phase 2 router flags")
+    parser.add_argument("--no-nginx", action="store_true", help="phase 2 without nginx")
     parser.add_argument("--json", help="also write all figures to this file")
     return parser.parse_args()
 
@@ -118,14 +121,15 @@ async def routing_phase(args: argparse.Namespace) -> dict[float, list[Summary]]:
     try:
         for rate in [float(r) for r in args.rates.split(",")]:
             rows = []
-            nginx = await procs.start_nginx(backends)
-            if nginx is None:
+            nginx = None if args.no_nginx else await procs.start_nginx(backends)
+            if nginx is None and not args.no_nginx:
                 print(f"nginx is not installed; skipping it (install: {procs.NGINX_INSTALL})")
-            else:
+            elif nginx is not None:
                 rows.append(await routing_run("nginx least_conn", nginx.url, backends, rate, args))
                 nginx.stop()
-            for policy in POLICIES:
-                router = await procs.start_router(backends, policy, ["--max-concurrency", "32"])
+            for policy in args.policies.split(","):
+                options = ["--max-concurrency", "32", *args.router_args.split()]
+                router = await procs.start_router(backends, policy, options)
                 rows.append(await routing_run(f"router {policy}", router.url, backends, rate, args))
                 router.stop()
             out[rate] = rows

@@ -221,7 +221,7 @@ def test_prefix_aware_leaves_an_overloaded_backend() -> None:
 
 @pytest.mark.parametrize(
     ("loads", "bound"),
-    [([0, 0, 0, 0], 2), ([4, 4, 4, 4], 7), ([10, 0, 0, 0], 5), ([1], 3)],
+    [([0, 0, 0, 0], 8), ([4, 4, 4, 4], 12), ([10, 0, 0, 0], 8), ([1], 9), ([40, 40], 61)],
 )
 def test_prefix_aware_load_bound(loads: list[int], bound: int) -> None:
     endpoints = [Endpoint(f"http://h{i}:1", load) for i, load in enumerate(loads)]

@@ -40,7 +40,8 @@ def create_app(
     """Build the router application; ``registry`` receives its metrics."""
     registry = registry if registry is not None else CollectorRegistry()
     pool = Pool(config)
-    admission = Admission(pool, make_policy(config.policy))
+    policy = make_policy(config.policy, config.balance_factor, config.balance_slack)
+    admission = Admission(pool, policy)
     registry.register(StateCollector(admission))
     proxy = Proxy(config, pool, admission, RouterMetrics(registry))
     app = web.Application(

@@ -10,6 +10,8 @@ class RouterConfig:
     """Everything tunable about the router; defaults suit a vLLM fleet."""
 
     policy: str = "least-request"
+    balance_factor: float = 1.5
+    balance_slack: int = 8
     max_concurrency: int = 256
     queue_size: int = 1024
     queue_timeout: float = 30.0

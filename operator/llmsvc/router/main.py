@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 from collections.abc import Coroutine
@@ -27,6 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--namespace", help="namespace of --service")
     src.add_argument("--backend-port", type=int, default=8000, help="port of discovered backends")
     parser.add_argument("--policy", choices=POLICIES, default="least-request")
+    parser.add_argument(
+        "--balance-factor",
+        type=float,
+        default=1.5,
+        help="prefix-aware: a backend above FACTOR x mean load loses its affinity",
+    )
+    parser.add_argument(
+        "--balance-slack",
+        type=int,
+        default=8,
+        help="prefix-aware: ... unless it is within SLACK requests of the least loaded",
+    )
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     parser.add_argument("--max-concurrency", type=int, default=256, help="per backend")
@@ -41,7 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session-header", default="x-session-id")
     parser.add_argument("--priority-header", default="x-priority")
     parser.add_argument(
-        "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="event loop"
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop (uvloop needs the optional uvloop package)",
     )
     parser.add_argument(
         "--api-key-file",
@@ -75,6 +91,8 @@ def validate(args: argparse.Namespace) -> None:
             raise SystemExit(
                 f"llmsvc router: --backend {url!r} must start with http:// or https://"
             )
+    if args.balance_factor < 1 or args.balance_slack < 1:
+        raise SystemExit("llmsvc router: --balance-factor and --balance-slack must be at least 1")
     for name in ("max_concurrency", "queue_size", "max_body_bytes"):
         if getattr(args, name) < 1:
             raise SystemExit(f"llmsvc router: --{name.replace('_', '-')} must be at least 1")
@@ -92,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = RouterConfig(
         policy=args.policy,
+        balance_factor=args.balance_factor,
+        balance_slack=args.balance_slack,
         max_concurrency=args.max_concurrency,
         queue_size=args.queue_size,
         queue_timeout=args.queue_timeout,
@@ -125,14 +145,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_loop(main: Coroutine[Any, Any, None], loop: str) -> None:
-    """Run ``main`` on uvloop when asked (``auto``: when installed), else on asyncio's loop."""
-    if loop != "asyncio":
+    """Run ``main`` on asyncio's loop, or on uvloop when asked."""
+    if loop == "uvloop":
         try:
-            import uvloop
+            uvloop = importlib.import_module("uvloop")
         except ImportError:
-            if loop == "uvloop":
-                raise SystemExit("llmsvc router: --loop uvloop needs the uvloop package") from None
-        else:
-            uvloop.run(main)
-            return
+            main.close()
+            raise SystemExit("llmsvc router: --loop uvloop needs: pip install uvloop") from None
+        uvloop.run(main)
+        return
     asyncio.run(main)

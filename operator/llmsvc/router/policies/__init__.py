@@ -15,12 +15,13 @@ from llmsvc.router.policies.session import SessionAffinity
 POLICIES = ("round-robin", "least-request", "prefix-aware", "session")
 
 
-def make_policy(name: str) -> Policy:
-    """A new policy object for ``name`` (one of ``POLICIES``)."""
+def make_policy(name: str, balance_factor: float = 1.5, balance_slack: int = 8) -> Policy:
+    """A new policy object for ``name`` (one of ``POLICIES``); the balance knobs: prefix-aware."""
+    if name == "prefix-aware":
+        return PrefixAware(balance_factor=balance_factor, balance_slack=balance_slack)
     factories: dict[str, type[Policy]] = {
         "round-robin": RoundRobin,
         "least-request": LeastRequest,
-        "prefix-aware": PrefixAware,
         "session": SessionAffinity,
     }
     if name not in factories:

@@ -70,7 +70,7 @@ class PrefixAware:
         max_blocks: int = 512,
         history_blocks: int = 65536,
         balance_factor: float = 1.5,
-        balance_slack: int = 2,
+        balance_slack: int = 8,
     ) -> None:
         self.block_chars = block_chars
         self.max_blocks = max_blocks
