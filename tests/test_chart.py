@@ -138,6 +138,25 @@ def test_without_discovery_namespaced_mode_has_no_cluster_scope() -> None:
     assert not [d for d in docs if d["kind"].startswith("Cluster")]
 
 
+def test_existing_service_account_without_chart_rbac() -> None:
+    docs = render(
+        "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=ops-sa",
+        "--set", "rbac.create=false",
+    )  # fmt: skip
+    assert kinds(docs) == ["Deployment", "Service"]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "ops-sa"
+
+
+def test_cluster_scoped_names_follow_the_release() -> None:
+    names = {d["metadata"]["name"] for d in render() if d["kind"].startswith("Cluster")}
+    assert names == {"rel-llmservice-operator", "rel-llmservice-operator-discovery"}
+    override = render("--set", "fullnameOverride=llmsvc")
+    assert {d["metadata"]["name"] for d in override if d["kind"] == "ClusterRole"} == {
+        "llmsvc", "llmsvc-discovery"
+    }  # fmt: skip
+
+
 def rules_of(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
 
