@@ -45,6 +45,7 @@ def test_the_operator_rendered_command_line_parses() -> None:
         (["router", "--service", "x"], "--namespace"),
         (["router", "--backend", "a:1"], "http://"),
         (["router", "--backend", "http://a:1", "--max-concurrency", "0"], "--max-concurrency"),
+        (["router", "--backend", "http://a:1", "--balance-slack", "0"], "--balance-slack"),
     ],
 )
 def test_bad_router_flags_say_what_to_change(argv: list[str], message: str) -> None:

@@ -154,6 +154,8 @@ async def test_a_dead_backend_is_retried_and_ejected(
     assert f'llmsvc_router_backend_healthy{{backend="{two_sims[0].url}"}} 0.0' in metrics
     retries = float(metrics.split("\nllmsvc_router_retries_total ")[1].split()[0])
     assert 1 <= retries <= 10  # only requests sent before the ejection were retried
+    for sim in two_sims:  # every slot was given back exactly once
+        assert f'llmsvc_router_backend_in_flight{{backend="{sim.url}"}} 0.0' in metrics
 
 
 async def test_backend_5xx_is_retried_elsewhere(

@@ -120,8 +120,7 @@ class Proxy:
             if last:
                 self.admission.release(endpoint)
                 raise RequestError(502, f"backend unreachable ({type(exc).__name__})") from None
-            self.admission.release(endpoint)
-            return None
+            return None  # the caller releases the slot and retries elsewhere
         except BaseException:
             self.admission.release(endpoint)
             raise
