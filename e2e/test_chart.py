@@ -73,7 +73,18 @@ def release(namespace: str) -> Iterator[str]:
 
 def install(release: str, namespace: str, scenario: str, *extra: str) -> None:
     values = str(SCENARIOS / f"{scenario}-values.yaml")
-    helm("install", release, str(CHART), "-n", namespace, "-f", values, "--wait", *extra)
+    helm(
+        "install",
+        release,
+        str(CHART),
+        "-n",
+        namespace,
+        "-f",
+        values,
+        "--wait",
+        "--timeout=90s",
+        *extra,
+    )
 
 
 @pytest.mark.parametrize("scenario", ["default", "namespaced", "metrics"])
@@ -106,7 +117,11 @@ def owned(release: str, namespace: str) -> list[str]:
 
 
 def test_install_upgrade_uninstall(cluster: object, namespace: str, release: str) -> None:
+    # The API server's PodSecurity admission refuses pods that are not "restricted".
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     install(release, namespace, "default")
+    operator_pods = pods(namespace, f"{INSTANCE}={release}")
+    assert len(operator_pods) == 1, "the operator pod was not admitted under restricted"
     first = deployment(release, namespace)
     container = first["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "llmsvc/llmservice-operator:0.1.0"
