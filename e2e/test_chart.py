@@ -73,18 +73,8 @@ def release(namespace: str) -> Iterator[str]:
 
 def install(release: str, namespace: str, scenario: str, *extra: str) -> None:
     values = str(SCENARIOS / f"{scenario}-values.yaml")
-    helm(
-        "install",
-        release,
-        str(CHART),
-        "-n",
-        namespace,
-        "-f",
-        values,
-        "--wait",
-        "--timeout=90s",
-        *extra,
-    )
+    flags = ["-n", namespace, "-f", values, "--wait", "--timeout=90s", *extra]
+    helm("install", release, str(CHART), *flags)
 
 
 @pytest.mark.parametrize("scenario", ["default", "namespaced", "metrics"])
