@@ -161,6 +161,42 @@ def rules_of(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
 
 
+# Every (apiGroup, resource, verb) the operator holds: widening RBAC must be a deliberate edit here,
+# in the chart and in its README; e2e/test_chart.py proves that these suffice.
+GRANTED = {
+    *(("llmsvc.io", "llmservices", v) for v in ("get", "list", "watch", "patch")),
+    ("llmsvc.io", "llmservices/status", "patch"),
+    ("llmsvc.io", "llmservices/finalizers", "update"),
+    *(("apps", r, v) for r in ("statefulsets", "deployments")
+      for v in ("list", "watch", "create", "patch", "delete")),
+    *(("", "pods", v) for v in ("list", "watch", "delete")),
+    *((g, r, v) for g, r in (("", "services"), ("", "serviceaccounts"),
+                             ("rbac.authorization.k8s.io", "roles"),
+                             ("rbac.authorization.k8s.io", "rolebindings"),
+                             ("autoscaling", "horizontalpodautoscalers"))
+      for v in ("list", "create", "patch", "delete")),
+    *(("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")),
+    ("", "events", "create"),
+}  # fmt: skip
+
+
+def flatten(docs: list[dict[str, Any]], kind: str) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for doc in docs
+        if doc["kind"] == kind and not doc["metadata"]["name"].endswith("-discovery")
+        for rule in doc["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_operator_rules_are_exactly_the_reviewed_set() -> None:
+    assert flatten(render(), "ClusterRole") == GRANTED
+    assert flatten(render(scenario="namespaced"), "Role") == GRANTED
+
+
 @pytest.mark.parametrize("scenario", ["default", "namespaced"])
 def test_rules_grant_no_secrets_wildcards_or_escalation(scenario: str) -> None:
     for rule in rules_of(render(scenario=scenario)):
