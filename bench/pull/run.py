@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -37,20 +38,37 @@ BIN = Path(sys.executable).parent
 class Row:
     source: str
     size: int
-    baseline: float
-    pull: float
+    baseline: Sample
+    pull: Sample
     warm: float
     note: str = ""
 
-    def rate(self, seconds: float) -> str:
-        return f"{self.size / seconds / MiB:5.0f} MiB/s ({seconds:5.2f}s)"
+    def rate(self, s: Sample) -> str:
+        return f"{self.size / s.wall / MiB:4.0f} MiB/s {s.wall:5.2f}s (cpu {s.cpu:4.1f}s)"
 
     def line(self) -> str:
         return (
-            f"{self.source:<22} {self.size / GiB:5.2f} GiB  baseline {self.rate(self.baseline)}  "
-            f"pull {self.rate(self.pull)}  ratio {self.baseline / self.pull:4.2f}  "
-            f"warm {self.warm:5.2f}s  {self.note}"
+            f"{self.source:<31} {self.size / GiB:4.2f} GiB | baseline {self.rate(self.baseline)} | "
+            f"pull {self.rate(self.pull)} | ratio {self.baseline.wall / self.pull.wall:4.2f} | "
+            f"warm {self.warm:4.2f}s | {self.note}"
         )
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Wall-clock seconds and CPU seconds (user + system) of the child processes."""
+
+    wall: float
+    cpu: float
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def med(samples: list[Sample]) -> Sample:
+    return Sample(median(s.wall for s in samples), median(s.cpu for s in samples))
 
 
 def free_port() -> int:
@@ -118,10 +136,10 @@ class Curl:
     extra: tuple[str, ...] = ()
     check: str | None = None
 
-    def __call__(self) -> float:
+    def __call__(self) -> Sample:
         self.out.mkdir(parents=True, exist_ok=True)
         os.sync()  # start from clean page cache state (not timed)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), children_cpu()
         files = [self.out / url.rsplit("/", 1)[1] for url in self.urls]
         for url, path in zip(self.urls, files, strict=True):
             timed(["curl", "-sSf", *self.extra, "-o", str(path), url])
@@ -131,18 +149,20 @@ class Curl:
                 fd = os.open(path, os.O_RDONLY)
                 os.fsync(fd)
                 os.close(fd)
-        elapsed = time.perf_counter() - started
+        sample = Sample(time.perf_counter() - started, children_cpu() - cpu)
         shutil.rmtree(self.out)
-        return elapsed
+        return sample
 
     def label(self) -> str:
         return f"curl + {self.check}sum + fsync" if self.check else "curl"
 
 
-def pull_pair(cmd: list[str], dest: Path, env: dict[str, str]) -> tuple[float, float]:
-    """(cold, warm) seconds of ``llmsvc pull``; the cache is removed afterwards."""
+def pull_pair(cmd: list[str], dest: Path, env: dict[str, str]) -> tuple[Sample, float]:
+    """(cold, warm seconds) of ``llmsvc pull``; the cache is removed afterwards."""
     os.sync()  # not timed: the previous step's dirty pages must not slow this one
-    cold = timed(cmd, env)
+    cpu = children_cpu()
+    wall = timed(cmd, env)
+    cold = Sample(wall, children_cpu() - cpu)
     warm = timed(cmd, env)
     shutil.rmtree(dest)
     return cold, warm
@@ -170,7 +190,7 @@ def compare(case: Case, work: Path, size: int, rounds: int) -> Row:
         cold.append(c)
         warm.append(w)
     note = f"vs {case.baseline.label()}; {case.note}"
-    return Row(case.label, size, median(base), median(cold), max(warm), note)
+    return Row(case.label, size, med(base), med(cold), max(warm), note)
 
 
 FAST = ["--no-fsync", "--no-checksum"]
