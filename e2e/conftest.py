@@ -90,18 +90,33 @@ def _install_crds(files: list[Path]) -> None:
     kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"-f={p}" for p in files))
 
 
+def _export_environment() -> None:
+    """KUBECONFIG and PATH for the whole test process, set when this conftest is loaded.
+
+    Done before any test module is imported because some clients (kubernetes_asyncio) read
+    KUBECONFIG once at import time. The local cluster's kubeconfig path is fixed in common.sh.
+    """
+    bin_dir = cluster_setting("LLMSVC_BIN")
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    if not env_flag("LLMSVC_USE_KUBECONFIG"):
+        os.environ["KUBECONFIG"] = cluster_setting("LLMSVC_KUBECONFIG")
+
+
+_export_environment()
+
+
 @pytest.fixture(scope="session")
 def bare_cluster() -> Iterator[Cluster]:
     """The cluster under test without our CRDs: KUBECONFIG exported, cached binaries on PATH."""
-    os.environ["PATH"] = f"{cluster_setting('LLMSVC_BIN')}{os.pathsep}{os.environ.get('PATH', '')}"
+    path = os.environ.get("KUBECONFIG", "")
     if env_flag("LLMSVC_USE_KUBECONFIG"):
-        path = os.environ.get("KUBECONFIG")
         if not path:
             pytest.fail("LLMSVC_USE_KUBECONFIG=1 needs KUBECONFIG set", pytrace=False)
         found = Cluster(Path(path), started_here=False)
     else:
         found = Cluster(_start_local_cluster(), started_here=True)
-        os.environ["KUBECONFIG"] = str(found.kubeconfig)
+        if found.kubeconfig != Path(path):
+            pytest.fail(f"up.sh wrote {found.kubeconfig}, expected {path}", pytrace=False)
     version = kubectl("version", check=False)
     if version.returncode != 0:
         pytest.fail(

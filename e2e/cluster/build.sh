@@ -15,7 +15,10 @@ LOG_TAG=cluster-bins
 has_version() {
 	local bin=$LLMSVC_BIN/$1 expected=$2
 	shift 2
-	[ -x "$bin" ] && "$bin" "$@" 2>&1 | grep -qF -- "$expected"
+	[ -x "$bin" ] || return 1
+	local out # captured first: grep -q closing the pipe early would fail the check under pipefail
+	out=$("$bin" "$@" 2>&1) || return 1
+	[[ $out == *"$expected"* ]]
 }
 
 # run_logged WHAT CMD...: runs CMD, and on failure shows its full output and fails loudly.
