@@ -293,3 +293,9 @@ def test_namespaced_serviceaccount_is_confined(
     kinds = kubectl("get", "clusterroles", "-l", f"{INSTANCE}={release}", "-o", "name").stdout
     discovery = f"clusterrole.rbac.authorization.k8s.io/{release}-llmservice-operator-discovery"
     assert kinds.split() == [discovery], "namespaced mode has only the read-only discovery role"
+    assert owned(release, watched), "the Role and RoleBinding live in the watched namespace"
+    helm("uninstall", release, "-n", namespace, "--wait")
+    wait_for(
+        lambda: not (owned(release, namespace) or owned(release, watched)),
+        what=f"no objects of {release} left in {namespace} or {watched}",
+    )
