@@ -41,12 +41,13 @@ def spec(i: int) -> tuple[dict[str, Any], int, int]:
     parallelism = (
         {"tensor": 8, "pipeline": 2, "gpusPerNode": 8} if multi else {"tensor": 1, "gpusPerNode": 1}
     )
+    pool = {"llmsvc.io/bench-pool": "whole" if multi else "shared"}
     obj = {
         "apiVersion": "llmsvc.io/v1alpha1", "kind": "LLMService",
         "metadata": {"name": f"bench-{i}"},
         "spec": {"model": {"uri": "hf://org/m", "servedName": f"m{i}"},
                  "engine": {"maxModelLen": 4096}, "parallelism": parallelism,
-                 "router": {"enabled": False}},
+                 "router": {"enabled": False}, "scheduling": {"nodeSelector": pool}},
     }  # fmt: skip
     return obj, (2 if multi else 1), (8 if multi else 1)
 
@@ -59,13 +60,14 @@ def plain_statefulset(i: int, pods: int, gpus: int) -> dict[str, Any]:
         "image": "registry.local/none:1",
         "resources": {"limits": {"nvidia.com/gpu": gpus}},
     }
+    pool = {"llmsvc.io/bench-pool": "whole" if gpus == 8 else "shared"}
     return {
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": f"base-{i}", "labels": labels},
         "spec": {"replicas": pods, "serviceName": "base", "podManagementPolicy": "Parallel",
                  "selector": {"matchLabels": labels},
                  "template": {"metadata": {"labels": labels},
-                              "spec": {"containers": [container]}}},
+                              "spec": {"containers": [container], "nodeSelector": pool}}},
     }  # fmt: skip
 
 
@@ -77,13 +79,18 @@ def up() -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
-def bench_nodes(count: int) -> list[dict[str, Any]]:
-    """Extra fake 8-GPU nodes in their own pool (up.sh manages, and prunes, only its pools)."""
+def bench_nodes(whole: int, shared: int) -> list[dict[str, Any]]:
+    """Extra fake 8-GPU nodes in their own pool (up.sh manages, and prunes, only its pools).
+
+    Whole-node ranks get their own nodes, as GPU clusters keep them: the default scheduler
+    spreads one-GPU pods over every node and would leave no node with eight free GPUs.
+    """
     template = (REPO / "e2e/cluster/nodes/gpu-node.yaml").read_text().replace("GPU_COUNT", "8")
     nodes = []
-    for i in range(count):
+    for i in range(whole + shared):
         node = yaml.safe_load(template.replace("NODE_NAME", f"bench-gpu-{i}"))
         node["metadata"]["labels"]["llmsvc.io/pool"] = "bench"
+        node["metadata"]["labels"]["llmsvc.io/bench-pool"] = "whole" if i < whole else "shared"
         nodes.append(node)
     return nodes
 
@@ -179,11 +186,13 @@ def main() -> int:
         parser.error("--n must be between 1 and 1000")
     multi = math.ceil(args.n / MULTI_EVERY)
     gpus = multi * 16 + (args.n - multi)
+    whole, shared = multi * 2, math.ceil((args.n - multi) / 8)
     os.environ["KUBECONFIG"] = str(up())
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    nodes = math.ceil(gpus / 8) + 1
-    apply(bench_nodes(nodes))
-    print(f"cluster: {nodes} extra fake 8-GPU nodes for {gpus} GPUs", flush=True)
+    apply(bench_nodes(whole, shared))
+    kubectl("wait", "--for=condition=Ready", "nodes", "-l", "llmsvc.io/pool=bench",
+            "--timeout=300s", timeout=320)  # fmt: skip
+    print(f"cluster: {whole + shared} extra fake 8-GPU nodes for {gpus} GPUs", flush=True)
     try:
         base = baseline(args.n, "llmsvc-bench-base", args.timeout)
         result = operator_run(args.n, "llmsvc-bench", args.timeout, args.steady_seconds)
