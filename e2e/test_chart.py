@@ -68,7 +68,11 @@ def release(namespace: str) -> Iterator[str]:
     """A release name; whatever is installed under it is uninstalled afterwards."""
     name = unique("llmop")
     yield name
-    helm("uninstall", name, "-n", namespace, "--ignore-not-found", "--wait")
+    try:
+        helm("uninstall", name, "-n", namespace, "--ignore-not-found", "--wait")
+    finally:  # cluster-scoped leftovers would outlive the namespace
+        selector = f"{INSTANCE}={name}"
+        kubectl("delete", "clusterroles,clusterrolebindings", "-l", selector, check=False)
 
 
 def install(release: str, namespace: str, scenario: str, *extra: str) -> None:
