@@ -77,7 +77,10 @@ def release(namespace: str) -> Iterator[str]:
 
 def install(release: str, namespace: str, scenario: str, *extra: str) -> None:
     values = str(SCENARIOS / f"{scenario}-values.yaml")
-    flags = ["-n", namespace, "-f", values, "--wait", "--timeout=90s", *extra]
+    # The session fixture already applied crds/ (maybe a working-tree CRD newer than the chart's
+    # copy, which Helm v4 would server-side apply over it with a conflict): tests/test_chart.py
+    # checks that the copy is identical.
+    flags = ["-n", namespace, "-f", values, "--skip-crds", "--wait", "--timeout=90s", *extra]
     helm("install", release, str(CHART), *flags)
 
 

@@ -313,4 +313,4 @@ def test_notes_say_how_to_check_and_what_to_apply() -> None:
     proc = helm("install", "rel", str(CHART), "-n", "ops", "--dry-run=client")
     assert "rollout status deployment/rel-llmservice-operator" in proc.stdout
     assert "kubectl apply -n default -f examples/01-single-gpu.yaml" in proc.stdout
-    assert "kubectl apply --server-side -f" in proc.stdout  # the CRD upgrade step
+    assert "kubectl apply --server-side --force-conflicts -f" in proc.stdout  # CRD upgrade
