@@ -70,18 +70,21 @@ class Check:
     stamp: tuple[int, int] | None = None
 
 
-def inspect(model_dir: Path, req: Request, verify: bool) -> Check:
+def inspect(model_dir: Path, req: Request, verify: bool, quiet: bool = False) -> Check:
     """Whether the marker in ``model_dir`` can be trusted for ``req``."""
     marker = read_marker(model_dir)
     if marker is None or marker.request != req.key():
         return Check(False)
-    st = (model_dir / MARKER).stat()
+    try:
+        st = (model_dir / MARKER).stat()
+    except OSError:  # removed meanwhile by a pull that refreshes the directory
+        return Check(False)
     stamp = (st.st_ino, st.st_mtime_ns)
     good = set()
     for f in marker.files:
         if matches(model_dir / f.path, f.checksum if verify else None, f.size):
             good.add(f)
-        else:
+        elif not quiet:
             log.warning("%s is missing, truncated or corrupted; it will be fetched again", f.path)
     return Check(len(good) == len(marker.files), good, stamp)
 
@@ -136,7 +139,7 @@ def pull(req: Request, opts: Options, make_source: SourceFactory = default_sourc
     rev = f" at {req.revision}" if req.revision else ""
     log.info("pulling %s%s into %s", req.uri.split("?", 1)[0], rev, model_dir)
     with DirLock(model_dir / LOCK):
-        again = inspect(model_dir, req, verify=False)
+        again = inspect(model_dir, req, verify=False, quiet=True)
         if again.ok and again.stamp != first.stamp:
             log.info("another pull completed %s while this one waited", model_dir)
             return model_dir

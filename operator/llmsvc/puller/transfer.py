@@ -111,6 +111,7 @@ class FileJob:
     fd: int = -1
     remaining: int = 0
     finished: bool = False
+    saved_missing: int = -1
     lock: threading.Lock = field(default_factory=threading.Lock)
     digest: Digest | None = None
     hashed: int = 0
@@ -333,7 +334,9 @@ class Transfer:
 
     def _save_states(self) -> None:
         for j in self.jobs:
-            if j.fd >= 0 and not j.finished:
+            missing = j.missing()
+            if j.fd >= 0 and not j.finished and missing != j.saved_missing:
+                j.saved_missing = missing
                 try:
                     j.save_state()
                 except OSError as exc:
