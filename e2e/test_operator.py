@@ -242,41 +242,36 @@ def test_unschedulable_group_is_degraded_with_scheduler_reason(
     assert condition(get("huge", namespace), "Ready")["status"] == "False"
 
 
+def revisions_of(ns: str, name: str, g: int) -> set[str]:
+    return {p["metadata"]["labels"].get("controller-revision-hash", "")
+            for p in group_pods(ns, name, g)}  # fmt: skip
+
+
 def test_template_change_rolls_group_by_group(operator: OperatorProcess, namespace: str) -> None:
     apply(llmservice("roll", replicas=2), namespace)
     wait_ready("roll", namespace)
-    kubectl(
-        "patch",
-        "llmservice/roll",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"engine":{"args":["--enable-prefix-caching"]}}}',
-    )
+    kubectl("patch", "llmservice/roll", "-n", namespace, "--type=merge",
+            "-p", '{"spec":{"engine":{"args":["--enable-prefix-caching"]}}}')  # fmt: skip
+    surge_seen = False
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
-        groups = [group_pods(namespace, "roll", g) for g in (0, 1)]
-        for g, members in enumerate(groups):
-            hashes = {p["metadata"]["labels"].get("controller-revision-hash") for p in members}
-            assert len(hashes) <= 1, f"group {g} mixes pod templates: {hashes}"
-        current = [
-            kubectl_json("get", "sts", f"roll-{g}", "-n", namespace)["status"].get("updateRevision")
-            for g in (0, 1)
-        ]
-        done = all(
-            members
-            and all(
-                p["metadata"]["labels"].get("controller-revision-hash") == rev and is_ready(p)
-                for p in members
-            )
-            for members, rev in zip(groups, current, strict=True)
-        )
-        if done:
+        for g in (0, 1):
+            assert len(revisions_of(namespace, "roll", g)) <= 1, f"group {g} mixes templates"
+        surge_seen = surge_seen or bool(group_pods(namespace, "roll", 2))
+        current = [kubectl_json("get", "sts", f"roll-{g}", "-n", namespace)["status"]
+                   .get("updateRevision") for g in (0, 1)]  # fmt: skip
+        members = [group_pods(namespace, "roll", g) for g in (0, 1)]
+        if all(
+            pods_ and all(p["metadata"]["labels"].get("controller-revision-hash") == rev
+                          and is_ready(p) for p in pods_)
+            for pods_, rev in zip(members, current, strict=True)
+        ):  # fmt: skip
             break
-        time.sleep(0.3)
+        time.sleep(0.2)
     else:
         pytest.fail("rollout did not finish")
+    assert surge_seen, "a surge group on the new template came up before old groups went down"
+    wait_for(lambda: not group_pods(namespace, "roll", 2), timeout=30, what="surge group removed")
     wait_ready("roll", namespace)
 
 

@@ -38,6 +38,7 @@ def test_kopf_bookkeeping_lives_under_our_prefix() -> None:
     assert settings.watching.client_timeout > settings.watching.server_timeout
     assert settings.networking.request_timeout == 30
     assert settings.peering.standalone
+    assert settings.scanning.disabled
 
 
 def test_no_handler_needs_a_finalizer() -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from llmsvc.api import LLMService
 from llmsvc.plan import Plan, RestartPolicy, key, plan
-from llmsvc.render import render
+from llmsvc.plan.planner import owner_reference
+from llmsvc.render import group, render
 from tests.plan.fixtures import T0, UID, healthy_group, pod, service, with_status
 
 POLICY = RestartPolicy()
@@ -30,7 +31,13 @@ def as_live(objs: list[dict[str, Any]]) -> Live:
 
 def run(svc: LLMService, live: Live, pods: list[dict[str, Any]], at: float = 0) -> Plan:
     return plan(
-        svc, render(svc), live=live, pods=pods, now=T0 + timedelta(seconds=at), policy=POLICY
+        svc,
+        render(svc),
+        live=live,
+        pods=pods,
+        now=T0 + timedelta(seconds=at),
+        policy=POLICY,
+        surge_group=group(svc, svc.spec.replicas),
     )
 
 
@@ -175,14 +182,61 @@ def test_unschedulable_group_reports_the_scheduler_message() -> None:
     assert p.restart_groups == []
 
 
-def test_rollout_replaces_one_ready_group_at_a_time() -> None:
-    svc, live = converge(service(), healthy_group(0) + healthy_group(1))
-    for g in (0, 1):
+def surge_sts(svc: LLMService) -> dict[str, Any]:
+    """Group 2's StatefulSet as the operator would have created it."""
+    sts = group(svc, 2)
+    sts["metadata"]["ownerReferences"] = [owner_reference(svc)]
+    return sts
+
+
+def outdated(live: Live, *groups: int) -> None:
+    for g in groups:
         live[("StatefulSet", f"llama-{g}")]["status"]["updateRevision"] = "rev2"
+
+
+def test_rollout_starts_a_surge_group_before_replacing_any() -> None:
+    svc, live = converge(service(), healthy_group(0) + healthy_group(1))
+    outdated(live, 0, 1)
     p = run(svc, live, healthy_group(0) + healthy_group(1))
-    assert p.restart_groups == [0]
-    assert [e.reason for e in p.events] == ["RollingUpdate"]
+    assert p.restart_groups == []
+    assert [key(o) for o in p.apply] == [("StatefulSet", "llama-2")]
+    assert p.status is not None
+    progressing = {c["type"]: c for c in p.status["conditions"]}["Progressing"]
+    assert "surge group 2" in progressing["message"]
+    ready = {c["type"]: c for c in p.status["conditions"]}["Ready"]
+    assert ready["status"] == "True"  # still serving at full size
+
+
+def test_rollout_with_surge_replaces_one_ready_group_at_a_time_then_drops_it() -> None:
+    svc, live = converge(service(), healthy_group(0) + healthy_group(1))
+    live.update(as_live([surge_sts(svc)]))
+    outdated(live, 0, 1, 2)
+    surge = healthy_group(2, revision="rev2")
+    old = healthy_group(0) + healthy_group(1)
+    assert run(svc, live, old + surge).restart_groups == [0]
     midway = [pod(0, 0, revision="rev2", ready=False), pod(0, 1, revision="rev2", ready=False)]
-    assert run(svc, live, midway + healthy_group(1)).restart_groups == []
-    done = healthy_group(0, revision="rev2") + healthy_group(1)
-    assert run(svc, live, done).restart_groups == [1]
+    assert run(svc, live, midway + healthy_group(1) + surge).restart_groups == []
+    one_done = healthy_group(0, revision="rev2") + healthy_group(1) + surge
+    assert run(svc, live, one_done).restart_groups == [1]
+    done = healthy_group(0, revision="rev2") + healthy_group(1, revision="rev2") + surge
+    finished = run(svc, live, done)
+    assert [key(o) for o in finished.delete] == [("StatefulSet", "llama-2")]
+
+
+def test_unschedulable_surge_falls_back_to_one_group_at_a_time() -> None:
+    svc, live = converge(service(), healthy_group(0) + healthy_group(1))
+    live.update(as_live([surge_sts(svc)]))
+    outdated(live, 0, 1, 2)
+    stuck = [
+        pod(2, r, revision="rev2", unschedulable="0/4 nodes: Insufficient nvidia.com/gpu")
+        for r in range(2)
+    ]
+    p = run(svc, live, healthy_group(0) + healthy_group(1) + stuck)
+    assert p.restart_groups == [0]
+    assert [key(o) for o in p.delete] == [("StatefulSet", "llama-2")]
+    assert "SurgeUnschedulable" in [e.reason for e in p.events]
+    assert p.status is not None
+    assert p.status["surgeBlocked"] is True
+    blocked = with_status(svc, p.status)
+    again = run(blocked, live, healthy_group(0) + healthy_group(1))
+    assert ("StatefulSet", "llama-2") not in [key(o) for o in again.apply]

@@ -76,3 +76,8 @@ class LLMServiceStatus(StatusModel):
         default_factory=list, description="Ready, Progressing and Degraded."
     )
     groups: list[GroupStatus] = Field(default_factory=list, description="Per-group state.")
+    surge_blocked: bool | None = Field(
+        default=None,
+        description="True while a rollout replaces groups one at a time because the extra "
+        "(surge) group on the new template could not be scheduled.",
+    )

@@ -50,6 +50,9 @@ def configure(settings: kopf.OperatorSettings, level: int) -> None:
     settings.networking.connect_timeout = 10
     # One operator replica; no peering CRD to install.
     settings.peering.standalone = True
+    # The resources are known and the namespaces given: no cluster-wide listing of CRDs and
+    # namespaces at start-up, so the operator needs no permission for it.
+    settings.scanning.disabled = True
     # Log records are not Events; the operator posts its own Events with CamelCase reasons.
     settings.posting.level = logging.ERROR
     logging.getLogger("kopf").setLevel(level)

@@ -18,7 +18,7 @@ from llmsvc.api import InvalidSpecError, LLMService, parse
 from llmsvc.api.status import LLMServiceStatus
 from llmsvc.controller.kube import CHILD_KINDS, Kube
 from llmsvc.plan import Event, Plan, RestartPolicy, invalid_status, key, plan
-from llmsvc.render import names, render
+from llmsvc.render import group, names, render
 
 Obj = dict[str, Any]
 Poster = Callable[[Obj, Event], Awaitable[None] | None]
@@ -43,7 +43,11 @@ async def observe(kube: Kube, svc: LLMService) -> tuple[dict[tuple[str, str], Ob
 
 async def execute(kube: Kube, svc: LLMService, todo: Plan, pods: list[Obj]) -> None:
     """Perform the plan's writes: applies, deletions, group restarts, then the status."""
-    await asyncio.gather(*(kube.apply(obj) for obj in todo.apply))
+    # A RoleBinding may only be created once its Role exists (RBAC escalation check), so
+    # bindings go in a second wave.
+    first = [o for o in todo.apply if o["kind"] != "RoleBinding"]
+    for wave in (first, [o for o in todo.apply if o["kind"] == "RoleBinding"]):
+        await asyncio.gather(*(kube.apply(obj) for obj in wave))
     for obj in todo.delete:
         await kube.delete(obj)
     for g in todo.restart_groups:
@@ -70,6 +74,7 @@ async def reconcile(
     todo = plan(
         svc,
         render(svc, image=settings.image),
+        surge_group=group(svc, svc.spec.replicas, image=settings.image),
         live=live,
         pods=pods,
         now=now,

@@ -21,6 +21,7 @@ from llmsvc.plan.groups import GroupView, group_views
 from llmsvc.plan.pods import pod_facts
 from llmsvc.plan.restarts import GroupDecision, RestartPolicy, decide
 from llmsvc.plan.status import build_status
+from llmsvc.plan.surge import Surge, assess
 from llmsvc.render import names
 
 Obj = dict[str, Any]
@@ -80,44 +81,56 @@ def _group_index(svc: LLMService, obj: Obj) -> int:
     return int(labels.get(names.LABEL_GROUP, -1)) if obj["kind"] == "StatefulSet" else -1
 
 
-def _may_roll(views: Sequence[GroupView]) -> int | None:
-    """The one Ready-but-outdated group allowed to roll now: only while every group is Ready."""
-    if not views or any(v.health() != "Ready" for v in views):
+def _may_roll(views: Sequence[GroupView], surge: Surge) -> int | None:
+    """The one Ready-but-outdated group allowed to roll now: only while every group is Ready and
+    the surge group is Ready (or could not be scheduled)."""
+    if not views or not surge.allows_replacing() or any(v.health() != "Ready" for v in views):
         return None
     return next((v.index for v in views if v.outdated), None)
 
 
+@dataclass(frozen=True)
+class Groups:
+    """The per-group decisions and the surge decision of one reconcile."""
+
+    decisions: list[GroupDecision]
+    surge: Surge
+
+
 def decide_groups(
     svc: LLMService, live: dict[Key, Obj], pods: list[Obj], now: datetime, policy: RestartPolicy
-) -> list[GroupDecision]:
-    """A decision per group index 0..replicas-1."""
-    indices = list(range(svc.spec.replicas))
-    revisions = {
-        g: str(
-            (live.get(("StatefulSet", names.statefulset(svc.name, g))) or {})
-            .get("status", {})
-            .get("updateRevision", "")
-        )
-        for g in indices
-    }
+) -> Groups:
+    """A decision per group index 0..replicas-1, and whether a surge group is wanted."""
+    replicas = svc.spec.replicas
+    indices = [*range(replicas), replicas]  # the last one is the surge group's
+    revisions = {g: _update_revision(live, svc.name, g) for g in indices}
     facts = [f for f in (pod_facts(p) for p in pods) if f is not None]
-    views = group_views(facts, svc.spec.parallelism.nodes, revisions, indices)
+    *views, surge_view = group_views(facts, svc.spec.parallelism.nodes, revisions, indices)
+    surge = assess(views, surge_view, was_blocked=bool(svc.status.surge_blocked))
     previous = {g.index: g for g in svc.status.groups}
     reset = svc.status.observed_generation != svc.metadata.generation
     policy = dataclasses.replace(policy, max_restarts=svc.spec.restart.max_group_restarts)
-    rolling = _may_roll(views)
-    return [
+    rolling = _may_roll(views, surge)
+    decisions = [
         decide(v, previous.get(v.index), policy, now, reset=reset, may_roll=v.index == rolling)
         for v in views
     ]
+    return Groups(decisions, surge)
 
 
-def _desired(svc: LLMService, rendered: list[Obj], decisions: list[GroupDecision]) -> list[Obj]:
+def _update_revision(live: dict[Key, Obj], name: str, g: int) -> str:
+    sts = live.get(("StatefulSet", names.statefulset(name, g))) or {}
+    return str(sts.get("status", {}).get("updateRevision", ""))
+
+
+def _desired(
+    svc: LLMService, rendered: list[Obj], decisions: list[GroupDecision], surge: Obj | None
+) -> list[Obj]:
     down = {
         names.statefulset(svc.name, d.status.index) for d in decisions if d.status.phase == "Failed"
     }
     result = []
-    for original in rendered:
+    for original in [*rendered, *([surge] if surge else [])]:
         obj = copy.deepcopy(original)
         obj["metadata"]["ownerReferences"] = [owner_reference(svc)]
         if obj["kind"] == "StatefulSet" and obj["metadata"]["name"] in down:
@@ -152,15 +165,24 @@ def plan(
     pods: list[Obj],
     now: datetime,
     policy: RestartPolicy,
+    surge_group: Obj | None = None,
 ) -> Plan:
-    """Decide every write of one reconcile."""
-    decisions = decide_groups(svc, live, pods, now, policy)
-    desired = _desired(svc, rendered, decisions)
+    """Decide every write of one reconcile.
+
+    ``surge_group`` is the StatefulSet that group ``replicas`` would be (rendered by the caller);
+    it is created only while a rollout wants a surge group.
+    """
+    groups = decide_groups(svc, live, pods, now, policy)
+    decisions, surge = groups.decisions, groups.surge
+    desired = _desired(svc, rendered, decisions, surge_group if surge.wanted else None)
     apply, delete, conflicts = _writes(svc, desired, live)
     restart = [d.status.index for d in decisions if d.action in ("restart", "rollout")]
-    status = build_status(svc, decisions, live=live, conflicts=conflicts, now=now)
+    status = build_status(svc, decisions, live=live, conflicts=conflicts, now=now, surge=surge)
     new_status = status if status != svc.status.wire() else None
     events = _events(svc, decisions, apply=apply, delete=delete, live=live, conflicts=conflicts)
+    if surge.rolling and surge.blocked and not svc.status.surge_blocked:
+        message = f"no room for surge group {surge.index}: replacing groups one at a time"
+        events.append(Event("Normal", "SurgeUnschedulable", message))
     return Plan(apply, delete, restart, new_status, events)
 
 

@@ -15,6 +15,7 @@ from llmsvc.api import LLMService
 from llmsvc.api.status import LLMServiceStatus
 from llmsvc.plan.conditions import Verdict, settle
 from llmsvc.plan.restarts import GroupDecision
+from llmsvc.plan.surge import Surge
 from llmsvc.render import names
 
 Obj = dict[str, Any]
@@ -58,11 +59,23 @@ def _degraded(decisions: Sequence[GroupDecision], conflicts: Sequence[str]) -> V
     return OK
 
 
+def _rolling_message(surge: Surge) -> str:
+    if surge.blocked:
+        return "replacing groups one at a time (no room for a surge group)"
+    if not surge.ready:
+        return f"starting surge group {surge.index} on the new template"
+    return f"surge group {surge.index} ready; replacing groups one at a time"
+
+
 def _progressing(
-    svc: LLMService, decisions: Sequence[GroupDecision], groups: int, router_ok: bool
+    svc: LLMService,
+    decisions: Sequence[GroupDecision],
+    groups: int,
+    router_ok: bool,
+    surge: Surge,
 ) -> Verdict:
-    if any(d.view is not None and d.view.outdated for d in decisions):
-        return Verdict("Progressing", True, "RollingUpdate", "replacing groups one at a time")
+    if surge.rolling:
+        return Verdict("Progressing", True, "RollingUpdate", _rolling_message(surge))
     if groups != svc.spec.replicas:
         return Verdict(
             "Progressing", True, "Scaling", f"{groups} of {svc.spec.replicas} groups exist"
@@ -80,8 +93,13 @@ def _progressing(
     return Verdict("Progressing", False, "Stable")
 
 
-def _ready(ready: int, svc: LLMService, progressing: Verdict, degraded: Verdict) -> Verdict:
-    if ready == svc.spec.replicas and not progressing.status and not degraded.status:
+def _ready(
+    ready: int, svc: LLMService, router_ok: bool, progressing: Verdict, degraded: Verdict
+) -> Verdict:
+    """Ready means serving at full size: every group Ready, the router up, nothing degraded.
+
+    A rollout with a surge group keeps the service Ready (Progressing says it is rolling)."""
+    if ready == svc.spec.replicas and router_ok and not degraded.status:
         return Verdict("Ready", True, "Ready", f"{ready} of {svc.spec.replicas} replicas ready")
     blocker = degraded if degraded.status else progressing
     return Verdict("Ready", False, blocker.reason, blocker.message)
@@ -94,6 +112,7 @@ def build_status(
     live: dict[tuple[str, str], Obj],
     conflicts: Sequence[str],
     now: datetime,
+    surge: Surge,
 ) -> Obj:
     """The full status for this observation, as it is written to the API server."""
     groups = sum(
@@ -101,9 +120,10 @@ def build_status(
     )
     ready = sum(1 for d in decisions if d.status.phase == "Ready")
     outdated = sum(1 for d in decisions if d.view is not None and d.view.outdated)
+    router_ok = _router_available(svc, live)
     degraded = _degraded(decisions, conflicts)
-    progressing = _progressing(svc, decisions, groups, _router_available(svc, live))
-    verdicts = [_ready(ready, svc, progressing, degraded), progressing, degraded]
+    progressing = _progressing(svc, decisions, groups, router_ok, surge)
+    verdicts = [_ready(ready, svc, router_ok, progressing, degraded), progressing, degraded]
     return _status(
         svc,
         groups=groups,
@@ -112,6 +132,7 @@ def build_status(
         decisions=decisions,
         verdicts=verdicts,
         now=now,
+        surge_blocked=(surge.rolling and surge.blocked) or None,
     )
 
 
@@ -124,6 +145,7 @@ def _status(
     decisions: Sequence[GroupDecision],
     verdicts: Sequence[Verdict],
     now: datetime,
+    surge_blocked: bool | None,
 ) -> Obj:
     generation = svc.metadata.generation
     return LLMServiceStatus(
@@ -136,6 +158,7 @@ def _status(
         endpoint=names.endpoint(svc.name, svc.namespace),
         conditions=settle(verdicts, svc.status.conditions, now, generation),
         groups=[d.status for d in decisions],
+        surge_blocked=surge_blocked,
     ).wire()
 
 

@@ -40,4 +40,9 @@ def render(svc: LLMService, *, image: str = DEFAULT_IMAGE) -> list[dict[str, Any
     return sorted(children, key=sort_key)
 
 
-__all__ = ["DEFAULT_IMAGE", "render", "sort_key"]
+def group(svc: LLMService, g: int, *, image: str = DEFAULT_IMAGE) -> dict[str, Any]:
+    """The StatefulSet of group ``g`` alone (the operator's surge group is ``g = replicas``)."""
+    return engine.statefulset(svc, g, model_path(svc), image)
+
+
+__all__ = ["DEFAULT_IMAGE", "group", "render", "sort_key"]
