@@ -42,9 +42,11 @@ generate: venv ## regenerate the CRD from the pydantic models (and its copy in t
 
 .PHONY: lint
 lint: venv ## ruff, mypy --strict and the import contracts
-	$(BIN)/ruff check operator tests e2e
-	$(BIN)/ruff format --check operator tests e2e
+	$(BIN)/ruff check operator tests e2e bench
+	$(BIN)/ruff format --check operator tests e2e bench
 	$(BIN)/mypy
+	cd bench/router && ../../$(BIN)/mypy --config-file ../../pyproject.toml .
+	cd bench/pull && ../../$(BIN)/mypy --config-file ../../pyproject.toml .
 	$(BIN)/lint-imports
 
 .PHONY: verify
