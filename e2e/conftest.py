@@ -8,6 +8,7 @@ Switches (environment):
   LLMSVC_KEEP=1            keep the namespace of a failed test for inspection
   LLMSVC_CLUSTER_DOWN=1    stop the local cluster after the session (default: keep it for reuse)
   LLMSVC_CRDS=DIR          install the CRDs from DIR instead of crds/ (to try a CRD change)
+  LLMSVC_FRESH=1           recreate the local cluster instead of reusing it (implied when CI=true)
 Every test under e2e/ is marked `e2e` (select or deselect with `-m e2e` / `-m "not e2e"`).
 """
 
@@ -57,12 +58,17 @@ def pytest_runtest_makereport(
     return report
 
 
-def _run_script(name: str, timeout: float) -> str:
+def _run_script(name: str, timeout: float, env: dict[str, str] | None = None) -> str:
     """Run e2e/cluster/NAME; on failure fail the session with the script's own error output."""
     script = CLUSTER_DIR / name
     try:
         proc = subprocess.run(
-            [str(script)], capture_output=True, text=True, timeout=timeout, check=False
+            [str(script)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, **(env or {})},
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"{script} did not finish within {timeout:.0f} s", pytrace=False)
@@ -75,7 +81,9 @@ def _run_script(name: str, timeout: float) -> str:
 def _start_local_cluster() -> Path:
     """Build what is missing (cached after the first run) and start or reuse the local cluster."""
     _run_script("build.sh", timeout=3600)
-    lines = _run_script("up.sh", timeout=300).strip().splitlines()
+    # CI starts from a fresh cluster: a reused one may hold a demo's or a killed run's pods.
+    fresh = {"LLMSVC_FRESH": "1"} if env_flag("CI") else {}
+    lines = _run_script("up.sh", timeout=300, env=fresh).strip().splitlines()
     if not lines:
         pytest.fail("e2e/cluster/up.sh printed no kubeconfig path", pytrace=False)
     return Path(lines[-1])

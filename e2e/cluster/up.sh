@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts (or reuses) the local control plane: kwokctl --runtime binary with every binary from the
 # cache, all on 127.0.0.1, then applies the fake nodes. Prints the kubeconfig path on its last line.
-# Env: LLMSVC_GPU_NODES (4), LLMSVC_GPUS_PER_NODE (8), LLMSVC_CPU_NODES (1), LLMSVC_CACHE.
+# Env: LLMSVC_GPU_NODES (4), LLMSVC_GPUS_PER_NODE (8), LLMSVC_CPU_NODES (1), LLMSVC_CACHE,
+# LLMSVC_FRESH=1 (recreate even a healthy cluster: no state left over from earlier runs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=common.sh
@@ -103,11 +104,11 @@ main() {
 	# One up.sh at a time (parallel test runs share the cluster).
 	exec 9>"$LLMSVC_CACHE/up.lock"
 	flock -w 300 9 || die "another up.sh still holds $LLMSVC_CACHE/up.lock after 300 s"
-	if healthy; then
+	if [ "${LLMSVC_FRESH:-0}" != 1 ] && healthy; then
 		log "reusing the healthy cluster '$LLMSVC_CLUSTER'"
 	else
 		if [ -d "$cluster_dir" ]; then
-			log "cleaning up the stale cluster '$LLMSVC_CLUSTER' (left by a killed run?)"
+			log "deleting the old cluster '$LLMSVC_CLUSTER' (stale, or LLMSVC_FRESH=1)"
 			stop_cluster
 		fi
 		create_cluster
