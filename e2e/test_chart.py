@@ -8,6 +8,7 @@ chart's ServiceAccount, i.e. with exactly the chart's permissions.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -146,14 +147,23 @@ def test_install_upgrade_uninstall(cluster: object, namespace: str, release: str
     assert crd.returncode == 0, "uninstall must keep the CRD (and with it every LLMService)"
 
 
-@pytest.fixture
-def namespaced_operator(
-    cluster: object, namespace: str, watched: str, release: str, tmp_path: Path
+@pytest.fixture(params=["namespaced", "cluster-wide"])
+def chart_operator(
+    request: pytest.FixtureRequest,
+    cluster: object,
+    namespace: str,
+    watched: str,
+    release: str,
+    tmp_path: Path,
 ) -> Iterator[OperatorAs]:
-    """The chart installed watching ``watched``; the operator running as its ServiceAccount."""
-    install(release, namespace, "namespaced", "--set-json", f'watchNamespaces=["{watched}"]')
+    """The chart installed watching ``watched`` (or every namespace); the operator running as its
+    ServiceAccount, i.e. with exactly the chart's RBAC and nothing cluster-scoped it lacks."""
+    if request.param == "namespaced":
+        install(release, namespace, "namespaced", "--set-json", f'watchNamespaces=["{watched}"]')
+    else:
+        install(release, namespace, "default")
     config = sa_kubeconfig(f"{release}-llmservice-operator", namespace, tmp_path / "sa.kubeconfig")
-    process = OperatorAs(config, [watched])
+    process = OperatorAs(config, [watched] if request.param == "namespaced" else [])
     process.start()
     yield process
     process.stop()
@@ -206,19 +216,33 @@ def wait_completed(operator: OperatorAs, since: float, what: str) -> None:
     wait_for(lambda: completed(operator) > since, timeout=30, what=f"our reconcile of {what}")
 
 
+# RBAC's refusal, as kopf and kubernetes_asyncio log it: `pods is forbidden: User "system:..."
+# cannot list resource "pods" ...`. Other 403s are no RBAC gap (a cluster-wide operator may meet
+# another session's namespace being terminated: "forbidden: unable to create new content").
+RBAC_DENIED = re.compile(r'forbidden: User \\?"[^"\\]+\\?" cannot', re.IGNORECASE)
+
+
+def assert_no_permission_errors(operator: OperatorAs) -> None:
+    """The operator's log shows no request RBAC refused and no Event kopf failed to post."""
+    log = operator.log.read_text()
+    denied = RBAC_DENIED.search(log)
+    assert denied is None, f"the operator lacks a permission: {log[denied.start() - 300 :][:1500]}"
+    assert "Failed to post an event" not in log, f"an Event was lost:\n{log[-3000:]}"
+
+
 def test_operator_as_chart_serviceaccount_reconciles_every_example(
-    namespaced_operator: OperatorAs, watched: str, release: str
+    chart_operator: OperatorAs, watched: str, release: str
 ) -> None:
     with private_gpu_pool(release, nodes=4) as pool:
         for example in EXAMPLES:
             manifest: dict[str, Any] = yaml.safe_load(example.read_text())
             name = manifest["metadata"]["name"]
-            before = completed(namespaced_operator)
+            before = completed(chart_operator)
             apply(pinned(manifest, pool), watched)
             wait_ready(name, watched)
             # A cluster-wide operator of a concurrent test session may reconcile these too; this
             # one must itself have completed a reconcile (all reads, any writes left) without error.
-            wait_completed(namespaced_operator, since=before, what=name)
+            wait_completed(chart_operator, since=before, what=name)
             missing = [c for c in expected_children(manifest, watched) if not exists(*c, watched)]
             assert not missing, f"{example.name}: children the operator did not create: {missing}"
             if example.stem == "03-two-nodes":  # group restarts: list, delete pods, post Events
@@ -226,9 +250,24 @@ def test_operator_as_chart_serviceaccount_reconciles_every_example(
                 wait_ready(name, watched)
             kubectl("delete", "llmservice", name, "-n", watched, "--wait=true")
             wait_gone(watched)
-    log = namespaced_operator.log.read_text()
-    for symptom in ("Forbidden", "Failed to post an event"):
-        assert symptom not in log, f"the operator lacks a permission:\n{log[-3000:]}"
+    assert_no_permission_errors(chart_operator)
+
+
+def test_log_check_catches_a_missing_permission(
+    cluster: object, namespace: str, watched: str, release: str, tmp_path: Path
+) -> None:
+    """The namespaced chart's ServiceAccount running a cluster-wide operator: RBAC refuses its
+    cluster-scoped watches, and the check above must see it (else it could never fail)."""
+    install(release, namespace, "namespaced", "--set-json", f'watchNamespaces=["{watched}"]')
+    config = sa_kubeconfig(f"{release}-llmservice-operator", namespace, tmp_path / "sa.kubeconfig")
+    operator = OperatorAs(config, [])
+    operator.start()
+    try:
+        wait_for(lambda: RBAC_DENIED.search(operator.log.read_text()), timeout=30, what="a 403")
+        with pytest.raises(AssertionError, match="lacks a permission"):
+            assert_no_permission_errors(operator)
+    finally:
+        operator.stop()
 
 
 # (verb, resource) pairs the operator must never be able to do, anywhere.
@@ -259,6 +298,11 @@ NEVER_CLUSTER = [
     ("create", "namespaces"),
     ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
     ("update", "customresourcedefinitions.apiextensions.k8s.io"),
+    # kopf's start-up scanning is off: the chart grants no reads of CRDs or namespaces.
+    ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("list", "namespaces"),
+    ("get", "namespaces"),
 ]
 # What the code uses (see charts/llmservice-operator/templates/_helpers.tpl).
 USED = [
@@ -297,9 +341,9 @@ def test_namespaced_serviceaccount_is_confined(
         assert not can_i(user, verb, resource, namespace), f"can {verb} {resource} in {namespace}"
     for verb, resource in NEVER + NEVER_CLUSTER:
         assert not can_i(user, verb, resource, watched), f"can {verb} {resource} in {watched}"
-    kinds = kubectl("get", "clusterroles", "-l", f"{INSTANCE}={release}", "-o", "name").stdout
-    discovery = f"clusterrole.rbac.authorization.k8s.io/{release}-llmservice-operator-discovery"
-    assert kinds.split() == [discovery], "namespaced mode has only the read-only discovery role"
+    cluster_kinds = "clusterroles,clusterrolebindings"
+    there = kubectl("get", cluster_kinds, "-l", f"{INSTANCE}={release}", "-o", "name").stdout
+    assert not there.split(), "namespaced mode grants nothing cluster-scoped"
     assert owned(release, watched), "the Role and RoleBinding live in the watched namespace"
     helm("uninstall", release, "-n", namespace, "--wait")
     wait_for(

@@ -74,8 +74,7 @@ def test_crd_in_chart_is_identical_to_crds_folder() -> None:
 def test_default_is_cluster_wide_with_one_recreated_replica() -> None:
     docs = render()
     assert kinds(docs) == sorted(
-        ["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
-         "ClusterRoleBinding", "Deployment", "Service"]
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
     )  # fmt: skip
     deploy = one(docs, "Deployment")
     assert deploy["spec"]["replicas"] == 1
@@ -127,15 +126,15 @@ def test_namespaced_scenario_uses_roles_per_watched_namespace() -> None:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "rel-llmservice-operator", "namespace": "ops"}
         ]
-    cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
-    assert [c["metadata"]["name"] for c in cluster_roles] == ["rel-llmservice-operator-discovery"]
     args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert {"--namespace=team-a", "--namespace=team-b", "--verbose"} <= set(args)
 
 
-def test_without_discovery_namespaced_mode_has_no_cluster_scope() -> None:
-    docs = render("--set", "rbac.discovery=false", scenario="namespaced")
-    assert not [d for d in docs if d["kind"].startswith("Cluster")]
+def test_namespaced_mode_renders_nothing_cluster_scoped() -> None:
+    docs = render(scenario="namespaced")
+    assert kinds(docs) == sorted(
+        ["ServiceAccount", "Role", "Role", "RoleBinding", "RoleBinding", "Deployment", "Service"]
+    )
 
 
 def test_existing_service_account_without_chart_rbac() -> None:
@@ -150,11 +149,9 @@ def test_existing_service_account_without_chart_rbac() -> None:
 
 def test_cluster_scoped_names_follow_the_release() -> None:
     names = {d["metadata"]["name"] for d in render() if d["kind"].startswith("Cluster")}
-    assert names == {"rel-llmservice-operator", "rel-llmservice-operator-discovery"}
+    assert names == {"rel-llmservice-operator"}
     override = render("--set", "fullnameOverride=llmsvc")
-    assert {d["metadata"]["name"] for d in override if d["kind"] == "ClusterRole"} == {
-        "llmsvc", "llmsvc-discovery"
-    }  # fmt: skip
+    assert {d["metadata"]["name"] for d in override if d["kind"] == "ClusterRole"} == {"llmsvc"}
 
 
 def rules_of(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -184,7 +181,7 @@ def flatten(docs: list[dict[str, Any]], kind: str) -> set[tuple[str, str, str]]:
     return {
         (group, resource, verb)
         for doc in docs
-        if doc["kind"] == kind and not doc["metadata"]["name"].endswith("-discovery")
+        if doc["kind"] == kind
         for rule in doc["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
@@ -240,6 +237,7 @@ def test_metrics_disabled_means_no_service_and_no_endpoint() -> None:
         (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
         (["--set", "metric.enabled=true"], "metric"),
         (["--set", "metrics.serviceMonitor.interval=often"], "interval"),
+        (["--set", "rbac.discovery=true"], "discovery"),  # removed: kopf scanning is off
     ],
 )
 def test_schema_rejects_wrong_values(flags: list[str], message: str) -> None:
