@@ -13,7 +13,14 @@ ns=llmsvc-demo
 example=examples/03-two-nodes.yaml
 name=llama-405b
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+# The operator stops with the demo, so the demo's namespace goes too (its GPUs are freed for the
+# e2e tests); LLMSVC_DEMO_KEEP=1 keeps it for a look around.
+cleanup() {
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	if [ -n "${KUBECONFIG:-}" ] && [ "${LLMSVC_DEMO_KEEP:-0}" != 1 ]; then
+		kubectl delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+	fi
+}
 trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -56,5 +63,5 @@ curl -fsS "http://127.0.0.1:$rp/v1/chat/completions" -H 'content-type: applicati
 	python3 -m json.tool
 
 step "done"
-echo "The cluster keeps running: KUBECONFIG=$KUBECONFIG kubectl get llmservices -A"
-echo "Stop it with: make cluster-down"
+echo "The cluster keeps running (KUBECONFIG=$KUBECONFIG); the demo namespace is removed"
+echo "(LLMSVC_DEMO_KEEP=1 make demo keeps it). Stop the cluster with: make cluster-down"
