@@ -164,3 +164,14 @@ def test_progress_lines_show_bytes_rate_and_eta(http_server: Server, tmp_path: P
     line = lines[-1]  # the first ones may come before the first MiB arrived
     assert "/ 3.00 MiB (" in line
     assert "MiB/s, ETA " in line
+
+
+def test_a_new_presigned_query_reuses_the_cache(http_server: Server, tmp_path: Path) -> None:
+    _serve(http_server, {"x.gguf": b"g" * 100})
+    first = run_pull(f"{http_server.url}/m/x.gguf?sig=one", str(tmp_path))
+    assert first.returncode == 0
+    assert "sig=" not in first.stderr
+    again = run_pull(f"{http_server.url}/m/x.gguf?sig=two", str(tmp_path))
+    assert again.returncode == 0
+    assert "cache hit" in again.stderr
+    assert "sig=" not in again.stderr  # signatures are never logged

@@ -51,7 +51,7 @@ class Request:
     def key(self) -> dict[str, Any]:
         """What the marker must have been written for to be trusted."""
         return {
-            "uri": self.uri,
+            "uri": self.uri.split("?", 1)[0],  # presigned URLs rotate their signatures
             "revision": self.revision,
             "files": list(self.files),
             "include": list(self.include),
