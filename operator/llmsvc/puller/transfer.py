@@ -199,7 +199,9 @@ class Transfer:
             )
 
     def _run_parts(self) -> None:
-        tasks = [(j, p) for j in self.jobs for p in j.parts if p.done < p.end - p.start]
+        tasks = interleave(
+            [[(j, p) for p in j.parts if p.done < p.end - p.start] for j in self.jobs]
+        )
         for j in self.jobs:
             j.tmp.parent.mkdir(parents=True, exist_ok=True)
             j.fd = os.open(j.tmp, os.O_RDWR | os.O_CREAT, 0o644)
@@ -359,6 +361,15 @@ def _buffer(name: str = "read", size: int = _READ) -> memoryview:
     if name not in bufs:
         bufs[name] = memoryview(bytearray(size))
     return bufs[name]
+
+
+def interleave(lists: list[list[T]]) -> list[T]:
+    """Round-robin over ``lists``: workers spread over files instead of crowding one file
+    (concurrent writers to one inode contend for its lock), each file still in order."""
+    out: list[T] = []
+    for i in range(max((len(x) for x in lists), default=0)):
+        out += [x[i] for x in lists if i < len(x)]
+    return out
 
 
 def contiguous(parts: list[Part], size: int) -> int:
