@@ -182,10 +182,14 @@ def test_deleting_a_worker_restarts_only_its_group(
     restarts = {g["index"]: g["restarts"] for g in status["groups"]}
     assert restarts[1] >= 1
     assert restarts[0] == 0
-    events = kubectl_json(
-        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=grp"
-    )["items"]
-    assert any(e["reason"] == "GroupRestarted" and "group 1" in e["message"] for e in events)
+
+    def restart_event() -> bool:  # kopf posts Events from a background queue
+        events = kubectl_json(
+            "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=grp"
+        )["items"]
+        return any(e["reason"] == "GroupRestarted" and "group 1" in e["message"] for e in events)
+
+    wait_for(restart_event, timeout=30, what="a GroupRestarted event for group 1")
 
 
 def test_steady_state_makes_no_writes(operator: OperatorProcess, namespace: str) -> None:

@@ -8,6 +8,7 @@ and metrics can prove a steady state makes none.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -25,6 +26,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "Pod": ("/api/v1", "pods"),
+    "Event": ("/api/v1", "events"),
     "LLMService": ("/apis/llmsvc.io/v1alpha1", "llmservices"),
 }
 CHILD_KINDS = (
@@ -37,6 +39,8 @@ CHILD_KINDS = (
     "HorizontalPodAutoscaler",
 )
 FIELD_MANAGER = "llmsvc-operator"
+COMPONENT = "llmsvc-operator"
+MAX_EVENT_MESSAGE = 1024
 WriteHook = Callable[[str, str, str], None]  # (verb, kind, namespace)
 
 
@@ -137,3 +141,30 @@ class Kube:
             body={"status": status},
             content_type="application/merge-patch+json",
         )
+
+    async def post_event(self, about: Obj, type_: str, reason: str, message: str) -> None:
+        """Record a core/v1 Event on ``about`` (``kubectl describe`` and ``get events`` show it)."""
+        meta = about["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": about["apiVersion"],
+                "kind": about["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:MAX_EVENT_MESSAGE],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self._on_write("create", "Event", meta["namespace"])
+        await self._call("POST", path("Event", meta["namespace"]), body=event)

@@ -9,10 +9,12 @@ that finds nothing to change makes no write request at all.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from llmsvc.api import InvalidSpecError, LLMService, parse
 from llmsvc.api.status import LLMServiceStatus
@@ -21,7 +23,7 @@ from llmsvc.plan import Event, Plan, RestartPolicy, invalid_status, key, plan
 from llmsvc.render import group, names, render
 
 Obj = dict[str, Any]
-Poster = Callable[[Obj, Event], Awaitable[None] | None]
+log = logging.getLogger("llmsvc.operator")
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,7 @@ async def execute(kube: Kube, svc: LLMService, todo: Plan, pods: list[Obj]) -> N
         await kube.patch_status("LLMService", svc.namespace, svc.name, todo.status)
 
 
-async def reconcile(
-    kube: Kube, namespace: str, name: str, settings: Settings, post: Poster
-) -> Plan | None:
+async def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> Plan | None:
     """Bring the children of LLMService ``namespace/name`` to the desired state."""
     body = await kube.get("LLMService", namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -69,7 +69,7 @@ async def reconcile(
     try:
         svc = parse(body)
     except InvalidSpecError as error:
-        return await _invalid(kube, body, error.problems, now, post)
+        return await _invalid(kube, body, error.problems, now)
     live, pods = await observe(kube, svc)
     todo = plan(
         svc,
@@ -82,11 +82,11 @@ async def reconcile(
     )
     await execute(kube, svc, todo, pods)
     for event in todo.events:
-        await _post(post, body, event)
+        await post(kube, body, event)
     return todo
 
 
-async def _invalid(kube: Kube, body: Obj, problems: list[str], now: datetime, post: Poster) -> Plan:
+async def _invalid(kube: Kube, body: Obj, problems: list[str], now: datetime) -> Plan:
     meta = body["metadata"]
     previous = LLMServiceStatus.model_validate(body.get("status") or {})
     status = invalid_status(previous, meta.get("generation"), problems, now)
@@ -94,11 +94,18 @@ async def _invalid(kube: Kube, body: Obj, problems: list[str], now: datetime, po
         return Plan()
     await kube.patch_status("LLMService", meta["namespace"], meta["name"], status)
     event = Event("Warning", "InvalidSpec", "; ".join(problems))
-    await _post(post, body, event)
+    await post(kube, body, event)
     return Plan(status=status, events=[event])
 
 
-async def _post(post: Poster, body: Obj, event: Event) -> None:
-    result = post(body, event)
-    if result is not None:
-        await result
+async def post(kube: Kube, body: Obj, event: Event) -> None:
+    """Record ``event`` on the LLMService; an Event that cannot be written never fails a pass."""
+    try:
+        await kube.post_event(body, event.type, event.reason, event.message)
+    except ApiException as error:
+        log.warning(
+            "could not record event %s on %s: %s",
+            event.reason,
+            body["metadata"]["name"],
+            error.reason,
+        )

@@ -14,28 +14,22 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
 
-import kopf
 from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from llmsvc.controller.kube import Kube
 from llmsvc.controller.metrics import OperatorMetrics
 from llmsvc.controller.reconciler import Settings, reconcile
-from llmsvc.plan import Event, Plan
+from llmsvc.plan import Plan
 
 Ref = tuple[str, str]  # (namespace, name)
 log = logging.getLogger("llmsvc.operator")
 
 
-def post_event(body: dict[str, Any], event: Event) -> None:
-    """Post an Event on the LLMService through kopf's event poster."""
-    kopf.event(
-        kopf.Body(cast(kopf.RawBody, body)),
-        type=event.type,
-        reason=event.reason,
-        message=event.message,
-    )
+def terminating(error: ApiException) -> bool:
+    """A write refused because the namespace is being deleted."""
+    return error.status == 403 and "because it is being terminated" in str(error.body or "")
 
 
 @dataclass
@@ -90,10 +84,16 @@ class Runtime:
         self._pending.pop(ref, None)
         try:
             await self.reconcile(*ref)
-        except Exception:  # retried below with backoff; the resync would retry anyway
+        except Exception as error:  # retried with backoff; the resync would retry anyway
+            if isinstance(error, ApiException) and terminating(error):
+                log.info("%s/%s: its namespace is being deleted; not retrying", *ref)
+                return
             log.exception("reconcile of %s/%s failed (attempt %d)", *ref, attempt + 1)
-            retry = min(self.resync, 2.0 ** (attempt + 1))
-            self._pending[ref] = asyncio.create_task(self._later(ref, retry, attempt + 1))
+            self._retry(ref, attempt)
+
+    def _retry(self, ref: Ref, attempt: int) -> None:
+        retry = min(self.resync, 2.0 ** (attempt + 1))
+        self._pending[ref] = asyncio.create_task(self._later(ref, retry, attempt + 1))
 
     async def _resync_loop(self) -> None:
         """Poke every known LLMService once per resync period, spread evenly over it."""
@@ -114,7 +114,7 @@ class Runtime:
         async with lock, self._slots:
             started = time.perf_counter()
             try:
-                todo = await reconcile(self.kube, namespace, name, self.settings, post_event)
+                todo = await reconcile(self.kube, namespace, name, self.settings)
             except Exception:
                 self.metrics.reconciles.labels(result="error").inc()
                 raise
