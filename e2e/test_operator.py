@@ -251,30 +251,42 @@ def revisions_of(ns: str, name: str, g: int) -> set[str]:
             for p in group_pods(ns, name, g)}  # fmt: skip
 
 
+def update_revisions(ns: str, name: str) -> list[str]:
+    return [str(kubectl_json("get", "sts", f"{name}-{g}", "-n", ns)["status"]
+                .get("updateRevision")) for g in (0, 1)]  # fmt: skip
+
+
+def events_of(ns: str, name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kubectl_json(
+        "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}"
+    )["items"]
+    return items  # fmt: skip
+
+
 def test_template_change_rolls_group_by_group(operator: OperatorProcess, namespace: str) -> None:
     apply(llmservice("roll", replicas=2), namespace)
     wait_ready("roll", namespace)
+    before = update_revisions(namespace, "roll")
     kubectl("patch", "llmservice/roll", "-n", namespace, "--type=merge",
             "-p", '{"spec":{"engine":{"args":["--enable-prefix-caching"]}}}')  # fmt: skip
-    surge_seen = False
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         for g in (0, 1):
             assert len(revisions_of(namespace, "roll", g)) <= 1, f"group {g} mixes templates"
-        surge_seen = surge_seen or bool(group_pods(namespace, "roll", 2))
-        current = [kubectl_json("get", "sts", f"roll-{g}", "-n", namespace)["status"]
-                   .get("updateRevision") for g in (0, 1)]  # fmt: skip
+        current = update_revisions(namespace, "roll")
         members = [group_pods(namespace, "roll", g) for g in (0, 1)]
         if all(
-            pods_ and all(p["metadata"]["labels"].get("controller-revision-hash") == rev
-                          and is_ready(p) for p in pods_)
-            for pods_, rev in zip(members, current, strict=True)
+            rev != old and pods_ and all(
+                p["metadata"]["labels"].get("controller-revision-hash") == rev and is_ready(p)
+                for p in pods_)
+            for pods_, rev, old in zip(members, current, before, strict=True)
         ):  # fmt: skip
             break
         time.sleep(0.2)
     else:
         pytest.fail("rollout did not finish")
-    assert surge_seen, "a surge group on the new template came up before old groups went down"
+    messages = [e["message"] for e in events_of(namespace, "roll")]
+    assert "created StatefulSet roll-2" in messages, "no surge group came up first"
     wait_for(lambda: not group_pods(namespace, "roll", 2), timeout=30, what="surge group removed")
     wait_ready("roll", namespace)
 
