@@ -240,3 +240,12 @@ def test_unschedulable_surge_falls_back_to_one_group_at_a_time() -> None:
     blocked = with_status(svc, p.status)
     again = run(blocked, live, healthy_group(0) + healthy_group(1))
     assert ("StatefulSet", "llama-2") not in [key(o) for o in again.apply]
+
+
+def test_group_left_at_the_surge_index_by_a_scale_down_is_brought_to_the_new_template() -> None:
+    svc, live = converge(service(), healthy_group(0) + healthy_group(1))
+    live.update(as_live([surge_sts(svc)]))
+    outdated(live, 0, 1, 2)
+    old_surge = healthy_group(2, revision="rev1")
+    p = run(svc, live, healthy_group(0) + healthy_group(1) + old_surge)
+    assert p.restart_groups == [2]

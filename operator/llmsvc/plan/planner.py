@@ -177,6 +177,7 @@ def plan(
     desired = _desired(svc, rendered, decisions, surge_group if surge.wanted else None)
     apply, delete, conflicts = _writes(svc, desired, live)
     restart = [d.status.index for d in decisions if d.action in ("restart", "rollout")]
+    restart += [surge.index] if surge.stale else []  # bring it to the new template first
     status = build_status(svc, decisions, live=live, conflicts=conflicts, now=now, surge=surge)
     new_status = status if status != svc.status.wire() else None
     events = _events(svc, decisions, apply=apply, delete=delete, live=live, conflicts=conflicts)

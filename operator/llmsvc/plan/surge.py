@@ -23,6 +23,7 @@ class Surge:
     rolling: bool = False
     blocked: bool = False
     ready: bool = False
+    stale: bool = False  # the group at the surge index runs an old template (after a scale-down)
 
     @property
     def wanted(self) -> bool:
@@ -40,4 +41,5 @@ def assess(views: Sequence[GroupView], surge: GroupView, was_blocked: bool) -> S
         return Surge(surge.index)
     blocked = was_blocked or bool(surge.unschedulable)
     ready = not blocked and surge.health() == "Ready" and not surge.outdated
-    return Surge(surge.index, rolling=True, blocked=blocked, ready=ready)
+    stale = not blocked and surge.outdated and surge.health() != "Terminating"
+    return Surge(surge.index, rolling=True, blocked=blocked, ready=ready, stale=stale)
