@@ -141,6 +141,22 @@ def volume(pod: Manifest, name: str = "model-cache") -> Manifest:
     return found[0]
 
 
+@pytest.mark.parametrize(
+    ("cache", "fsync_off"),
+    [
+        ({}, True),
+        ({"size": "100Gi"}, True),
+        ({"size": "100Gi", "storageClassName": "fast"}, False),
+        ({"existingClaim": "models"}, False),
+    ],
+)
+def test_puller_skips_fsync_only_on_an_emptydir_cache(
+    cache: dict[str, str], fsync_off: bool
+) -> None:
+    (init,) = pod_of(svc_with(setter("spec.cache", cache)))["initContainers"]
+    assert ({"name": "LLMSVC_PULL_FSYNC", "value": "0"} in init["env"]) is fsync_off
+
+
 def test_init_container_pulls_into_the_cache() -> None:
     svc = svc_with(
         setter("spec.model.revision", "v1.0"), setter("spec.model.credentialsSecret", "hf-token")
