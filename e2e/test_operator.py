@@ -6,7 +6,6 @@ process. KWOK's fake kubelet marks scheduled pods Ready; the scheduler really co
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -350,7 +349,7 @@ def test_sigkill_mid_reconcile_converges_without_duplicates(
 
 
 def test_invalid_object_is_rejected_before_the_operator_sees_it(namespace: str) -> None:
-    bad = copy.deepcopy(llmservice("bad", parallelism={"tensor": 3, "gpusPerNode": 8}))
+    bad = llmservice("bad", parallelism={"tensor": 3, "gpusPerNode": 8})
     result = apply(bad, namespace, check=False)
     assert result.returncode != 0
     assert "gpusPerNode" in result.stderr

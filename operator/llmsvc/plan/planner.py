@@ -225,10 +225,11 @@ def _events(
                     f"group {g} failed {d.status.restarts} times ({d.reason}); left down",
                 )
             )
+    reported = next((c.message for c in svc.status.conditions if c.type == "Degraded"), "")
     events += [
         Event("Warning", "NameConflict", f"{c} exists and is not owned by this LLMService")
         for c in conflicts
-        if f"{c}" not in str(svc.status.conditions)
+        if c not in reported  # once per conflict, not on every pass
     ]
     return events
 

@@ -95,16 +95,16 @@ def _decide(
     group that runs an outdated template (the planner grants it to one group at a time).
     """
     restarts, last, given_up = _history(previous, policy, now, reset)
+    health = view.health()
     base = GroupStatus(
         index=view.index,
         ready_pods=view.ready_pods,
         restarts=restarts,
-        phase=_PHASES[view.health()],
+        phase=_PHASES[health],
         last_restart_time=format_time(last) if last else None,
     )
     if given_up:
         return GroupDecision("down", replace_status(base, phase="Failed", ready_pods=0))
-    health = view.health()
     if health == "Broken":
         return _broken(view, base, policy, now, last)
     if view.outdated and health != "Terminating" and (health != "Ready" or may_roll):
