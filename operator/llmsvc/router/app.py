@@ -8,29 +8,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from llmsvc.router import health
+from llmsvc.router import health, paths
 from llmsvc.router.admission import Admission
 from llmsvc.router.config import RouterConfig
+from llmsvc.router.connections import ConnectionGuard
 from llmsvc.router.discovery import Discovery
 from llmsvc.router.errors import RequestError, error_bytes
+from llmsvc.router.jsonscan import JsonLimits
+from llmsvc.router.keys import KeyRing
 from llmsvc.router.metrics import RouterMetrics, StateCollector
 from llmsvc.router.policies import RequestInfo, make_policy
 from llmsvc.router.pool import Pool
 from llmsvc.router.proxy import STARTED, Proxy
 from llmsvc.router.requests import priority_of, request_info
+from llmsvc.router.server import GUARD
 
 log = logging.getLogger("llmsvc.router")
 PROXY = web.AppKey("proxy", Proxy)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
+KEYS = web.AppKey("keys", KeyRing)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -45,14 +51,19 @@ def create_app(
     registry.register(StateCollector(admission))
     proxy = Proxy(config, pool, admission, RouterMetrics(registry))
     app = web.Application(
-        client_max_size=config.max_body_bytes, middlewares=[_errors_and_metrics, _auth]
+        client_max_size=config.max_body_bytes,
+        middlewares=[_errors_and_metrics, _plain_path, _auth],
     )
     app[PROXY] = proxy
     app[REGISTRY] = registry
-    app.router.add_post("/v1/chat/completions", _completion)
-    app.router.add_post("/v1/completions", _completion)
-    app.router.add_get("/v1/models", _models)
-    app.router.add_route("*", "/v1/{tail:.*}", _other)
+    app[KEYS] = KeyRing(config.api_keys, config.api_key_file)
+    app[KEYS].reload()
+    app[GUARD] = ConnectionGuard(registry, config.max_connections, config.idle_timeout)
+    for path in paths.PARSED:
+        app.router.add_post(path, _completion)
+    for path in paths.PASSED:
+        app.router.add_post(path, _other)
+    app.router.add_get(paths.MODELS, _models)
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
     app.router.add_get("/metrics", _metrics)
@@ -70,6 +81,7 @@ def _background(
         tasks = [
             asyncio.create_task(discovery.run(proxy.pool.set_urls)),
             asyncio.create_task(health.run_checks(proxy.session, proxy.pool)),
+            asyncio.create_task(app[KEYS].watch(proxy.config.key_reload_seconds)),
         ]
         try:
             yield
@@ -87,7 +99,6 @@ def _client_session(config: RouterConfig) -> aiohttp.ClientSession:
     timeout = aiohttp.ClientTimeout(
         total=config.request_timeout,
         sock_connect=config.connect_timeout,
-        sock_read=config.read_timeout,
     )
     return aiohttp.ClientSession(
         connector=connector,
@@ -98,16 +109,28 @@ def _client_session(config: RouterConfig) -> aiohttp.ClientSession:
 
 
 def _error_response(err: RequestError) -> web.Response:
-    return web.Response(
+    response = web.Response(
         status=err.status,
         body=error_bytes(err.status, err.message, err.param),
         content_type="application/json",
         headers=err.headers,
     )
+    if err.status in (408, 413):
+        response.force_close()  # the rest of the body is not worth reading
+    return response
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> RequestError:
+    if exc.status == 413:
+        return RequestError(413, "request body too large (flag --max-body-bytes)")
+    if exc.status == 404:
+        return RequestError(404, f"no route for {request.method} {request.path}")
+    return RequestError(exc.status, exc.reason)
 
 
 @web.middleware
 async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes an OpenAI-format error; no request content is ever logged."""
     request[STARTED] = time.monotonic()
     metrics = request.app[PROXY].metrics
     try:
@@ -115,41 +138,86 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
     except RequestError as err:
         response = _error_response(err)
     except web.HTTPException as exc:
-        message = "request body too large" if exc.status == 413 else exc.reason
-        if exc.status == 404:
-            message = f"no route for {request.method} {request.path}"
-        response = _error_response(RequestError(exc.status, message))
+        response = _error_response(_http_error(request, exc))
     except ConnectionResetError:
         metrics.requests.labels("499").inc()
         raise
+    except Exception as exc:  # a bug: answer 500 and log the kind, never the message
+        log.error(
+            "internal error on %s %s (%s)", request.method, _route(request), type(exc).__name__
+        )
+        response = _error_response(RequestError(500, "the router failed; see its log"))
     metrics.requests.labels(str(response.status)).inc()
     metrics.duration.observe(time.monotonic() - request[STARTED])
     return response
 
 
+def _route(request: web.Request) -> str:
+    """The matched route (never the client's spelling of the path)."""
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "-"
+
+
+@web.middleware
+async def _plain_path(request: web.Request, handler: Handler) -> web.StreamResponse:
+    paths.check_path(request.raw_path)
+    return await handler(request)
+
+
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    keys = request.app[PROXY].config.api_keys
-    if keys and request.path.startswith("/v1/"):
+    keys = request.app[KEYS]
+    if keys.enabled and request.path.startswith("/v1/"):
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not any(hmac.compare_digest(given.encode(), key.encode()) for key in keys):
+        if not keys.check(given):
             raise RequestError(401, "a valid API key is required: send 'Authorization: Bearer KEY'")
     return await handler(request)
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The decoded request body, within ``body_timeout`` (408) and its Content-Encoding (400)."""
+    limit = request.app[PROXY].config.body_timeout
+    try:
+        async with asyncio.timeout(limit):
+            return await request.read()
+    except TimeoutError:
+        request.app[GUARD].timeouts.labels("body").inc()
+        raise RequestError(408, f"the request body did not arrive within {limit:g} s") from None
+    except (HttpProcessingError, aiohttp.ClientPayloadError, zlib.error) as exc:
+        raise RequestError(400, _unreadable(request, exc)) from None
+
+
+def _unreadable(request: web.Request, exc: Exception) -> str:
+    encoding = request.headers.get("Content-Encoding")
+    if encoding:
+        return f"the request body does not decode as Content-Encoding {encoding!r}; send it as is"
+    return f"the request body could not be read ({type(exc).__name__}); check its framing"
+
+
+async def _forward(request: web.Request, body: bytes, info: RequestInfo) -> web.StreamResponse:
+    proxy = request.app[PROXY]
+    priority = priority_of(request.headers.get(proxy.config.priority_header))
+    query = request.raw_path.partition("?")[2]
+    target = _route(request) + (f"?{query}" if query else "")
+    strip_auth = request.app[KEYS].enabled
+    return await proxy.forward(
+        request, target, body, info=info, priority=priority, strip_auth=strip_auth
+    )
+
+
 async def _completion(request: web.Request) -> web.StreamResponse:
     proxy = request.app[PROXY]
-    body = await request.read()
+    body = await read_body(request)
     session = request.headers.get(proxy.config.session_header)
-    info = request_info(request.path, body, session)
+    limits = JsonLimits(proxy.config.max_json_values, proxy.config.max_json_depth)
+    info = request_info(request.path, body, session, limits)
     known = proxy.pool.models()
     if info.model is not None and known and info.model not in known:
         served = ", ".join(sorted(known))
         raise RequestError(
             404, f"The model `{info.model}` does not exist; served: {served}", "model"
         )
-    priority = priority_of(request.headers.get(proxy.config.priority_header))
-    return await proxy.forward(request, body, info, priority)
+    return await _forward(request, body, info)
 
 
 async def _models(request: web.Request) -> web.StreamResponse:
@@ -163,10 +231,7 @@ async def _models(request: web.Request) -> web.StreamResponse:
 
 
 async def _other(request: web.Request) -> web.StreamResponse:
-    proxy = request.app[PROXY]
-    body = await request.read()
-    priority = priority_of(request.headers.get(proxy.config.priority_header))
-    return await proxy.forward(request, body, RequestInfo(), priority)
+    return await _forward(request, await read_body(request), RequestInfo())
 
 
 async def _health(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ log = logging.getLogger("llmsvc.router.health")
 async def check(session: aiohttp.ClientSession, pool: Pool, url: str, limit_s: float) -> None:
     """One check of ``url``: 200 on ``/health`` is healthy; models are read once."""
     limit = aiohttp.ClientTimeout(total=limit_s)
+    started = pool.now()
     try:
         async with session.get(f"{url}/health", timeout=limit) as response:
             healthy = response.status == 200
@@ -26,7 +27,7 @@ async def check(session: aiohttp.ClientSession, pool: Pool, url: str, limit_s: f
         models = await _models(session, url, limit)
     if backend is not None and backend.healthy != healthy:
         log.info("backend %s is now %s", url, "healthy" if healthy else "unhealthy")
-    pool.set_health(url, healthy, models)
+    pool.set_health(url, healthy, models, checked_at=started)
 
 
 async def _models(

@@ -18,6 +18,15 @@ from typing import Any
 
 POLICIES = ("round-robin", "least-request", "prefix-aware", "session")
 API_KEYS_ENV = "LLMSVC_ROUTER_API_KEYS"
+LIMITS = (
+    "max_concurrency",
+    "queue_size",
+    "max_body_bytes",
+    "max_json_values",
+    "max_json_depth",
+    "max_connections",
+)
+TIMEOUTS = ("first_byte_timeout", "chunk_timeout", "idle_timeout", "body_timeout")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,11 +55,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-size", type=int, default=1024, help="waiting requests, max")
     parser.add_argument("--queue-timeout", type=float, default=30.0, help="seconds in queue, max")
     parser.add_argument("--connect-timeout", type=float, default=5.0, help="seconds")
-    parser.add_argument("--read-timeout", type=float, default=600.0, help="idle seconds upstream")
+    parser.add_argument(
+        "--first-byte-timeout",
+        type=float,
+        default=600.0,
+        help="seconds from sending a request to its first response byte (a whole non-streaming "
+        "answer must fit)",
+    )
+    parser.add_argument(
+        "--chunk-timeout", type=float, default=60.0, help="seconds between streamed chunks"
+    )
     parser.add_argument("--request-timeout", type=float, default=1800.0, help="seconds in total")
     parser.add_argument("--max-retries", type=int, default=2, help="before the first byte only")
     parser.add_argument("--health-interval", type=float, default=5.0, help="seconds")
     parser.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
+    parser.add_argument(
+        "--max-json-values", type=int, default=262_144, help="JSON values in a body, max"
+    )
+    parser.add_argument("--max-json-depth", type=int, default=64, help="JSON nesting, max")
+    parser.add_argument(
+        "--max-connections", type=int, default=1024, help="open client connections, max"
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=15.0,
+        help="seconds a connection may take to send a request head (also idle keep-alive)",
+    )
+    parser.add_argument(
+        "--body-timeout", type=float, default=60.0, help="seconds to receive a request body"
+    )
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
+    )
     parser.add_argument("--session-header", default="x-session-id")
     parser.add_argument("--priority-header", default="x-priority")
     parser.add_argument(
@@ -62,7 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key-file",
         type=Path,
-        help=f"file with one API key per line (or env {API_KEYS_ENV}, comma-separated)",
+        help=f"file with one API key per line, re-read when it changes (or env {API_KEYS_ENV}, "
+        "comma-separated)",
     )
 
 
@@ -93,9 +131,12 @@ def validate(args: argparse.Namespace) -> None:
             )
     if args.balance_factor < 1 or args.balance_slack < 1:
         raise SystemExit("llmsvc router: --balance-factor and --balance-slack must be at least 1")
-    for name in ("max_concurrency", "queue_size", "max_body_bytes"):
+    for name in LIMITS:
         if getattr(args, name) < 1:
             raise SystemExit(f"llmsvc router: --{name.replace('_', '-')} must be at least 1")
+    for name in TIMEOUTS:
+        if not getattr(args, name) > 0:
+            raise SystemExit(f"llmsvc router: --{name.replace('_', '-')} must be positive")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     from llmsvc.router.server import serve_forever
 
     validate(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(args.log_level)
     config = RouterConfig(
         policy=args.policy,
         balance_factor=args.balance_factor,
@@ -116,12 +157,19 @@ def run(args: argparse.Namespace) -> int:
         queue_size=args.queue_size,
         queue_timeout=args.queue_timeout,
         connect_timeout=args.connect_timeout,
-        read_timeout=args.read_timeout,
+        first_byte_timeout=args.first_byte_timeout,
+        chunk_timeout=args.chunk_timeout,
         request_timeout=args.request_timeout,
         max_retries=args.max_retries,
         health_interval=args.health_interval,
         max_body_bytes=args.max_body_bytes,
+        max_json_values=args.max_json_values,
+        max_json_depth=args.max_json_depth,
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout,
+        body_timeout=args.body_timeout,
         api_keys=read_api_keys(args.api_key_file, os.environ.get(API_KEYS_ENV)),
+        api_key_file=args.api_key_file,
         session_header=args.session_header,
         priority_header=args.priority_header,
     )
@@ -135,13 +183,21 @@ def run(args: argparse.Namespace) -> int:
         args.host,
         args.port,
         config.policy,
-        "on" if config.api_keys else "off",
+        "from a file" if config.api_key_file else "on" if config.api_keys else "off",
     )
     try:
         run_loop(serve_forever(create_app(config, discovery), args.host, args.port), args.loop)
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at ``level``; the Kubernetes client never below INFO (it logs bodies)."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    logging.getLogger("kubernetes_asyncio").setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 def run_loop(main: Coroutine[Any, Any, None], loop: str) -> None:

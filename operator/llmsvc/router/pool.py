@@ -2,6 +2,16 @@
 
 The pool is the only mutable view of the backends. Policies never see it: they get an
 immutable ``Snapshot`` built here per decision.
+
+In-flight counts survive discovery changes: a backend that leaves discovery while requests run
+on it is kept aside (not routable) until they end, and taken back with its count if it
+returns, so its ``--max-concurrency`` still holds and no count goes negative.
+
+Ejection (passive health) counts one incident once: failures of requests sent before the
+backend's latest ejection began do not extend it. A passing active health check that started at
+least ``eject_base_seconds`` after an ejection began lifts it, so recovery follows ``/health``
+within one check interval; a backend ejected ``FLAP_EJECTIONS`` times without a quiet period of
+``eject_max_seconds`` in between is flapping and waits out its doubled ejection instead.
 """
 
 from __future__ import annotations
@@ -12,6 +22,8 @@ from dataclasses import dataclass
 
 from llmsvc.router.config import RouterConfig
 from llmsvc.router.policies import Endpoint, Snapshot
+
+FLAP_EJECTIONS = 3
 
 
 @dataclass
@@ -24,6 +36,7 @@ class Backend:
     failures: int = 0
     ejections: int = 0
     ejected_until: float = 0.0
+    ejected_at: float = float("-inf")
     models: frozenset[str] = frozenset()
 
     def usable(self, now: float) -> bool:
@@ -38,7 +51,13 @@ class Pool:
         self.config = config
         self._clock = clock
         self.backends: dict[str, Backend] = {}
+        self.leaving: dict[str, Backend] = {}
         self.listeners: list[Callable[[], None]] = []
+        self.down_listeners: list[Callable[[str], None]] = []
+
+    def now(self) -> float:
+        """The pool's clock (monotonic seconds)."""
+        return self._clock()
 
     def _changed(self) -> None:
         for listener in self.listeners:
@@ -48,9 +67,11 @@ class Pool:
         """Replace the backend set; known backends keep their state."""
         wanted = set(urls)
         for url in set(self.backends) - wanted:
-            del self.backends[url]
+            gone = self.backends.pop(url)
+            if gone.in_flight:
+                self.leaving[url] = gone
         for url in wanted - set(self.backends):
-            self.backends[url] = Backend(url)
+            self.backends[url] = self.leaving.pop(url) if url in self.leaving else Backend(url)
         self._changed()
 
     def snapshot(self, exclude: frozenset[str] = frozenset()) -> Snapshot:
@@ -89,8 +110,11 @@ class Pool:
 
     def end(self, url: str) -> None:
         """A request to ``url`` finished (any outcome)."""
-        if url in self.backends:
-            self.backends[url].in_flight -= 1
+        backend = self.backends.get(url) or self.leaving.get(url)
+        if backend is not None:
+            backend.in_flight -= 1
+            if not backend.in_flight:
+                self.leaving.pop(url, None)
         self._changed()
 
     def succeeded(self, url: str) -> None:
@@ -98,31 +122,59 @@ class Pool:
         backend = self.backends.get(url)
         if backend:
             backend.failures = 0
-            backend.ejections = 0
+            if self._clock() - backend.ejected_until >= self.config.eject_max_seconds:
+                backend.ejections = 0  # quiet long enough: no longer flapping
 
-    def failed(self, url: str, hard: bool = False) -> None:
-        """``url`` failed; eject it after ``failure_threshold`` failures (at once when ``hard``)."""
+    def failed(self, url: str, hard: bool = False, sent_at: float | None = None) -> None:
+        """``url`` failed; eject it after ``failure_threshold`` failures (at once when ``hard``).
+
+        ``sent_at`` (when the failed request was sent): a request sent before the backend's
+        latest ejection began belongs to the incident that ejected it and is not counted again.
+        """
         backend = self.backends.get(url)
-        if backend is None:
+        if backend is None or (sent_at is not None and sent_at < backend.ejected_at):
             return
         backend.failures = self.config.failure_threshold if hard else backend.failures + 1
         if backend.failures >= self.config.failure_threshold:
+            now = self._clock()
             delay = self.config.eject_base_seconds * 2**backend.ejections
-            backend.ejected_until = self._clock() + min(delay, self.config.eject_max_seconds)
+            backend.ejected_at = now
+            backend.ejected_until = now + min(delay, self.config.eject_max_seconds)
             backend.ejections += 1
             backend.failures = 0
 
-    def set_health(self, url: str, healthy: bool, models: frozenset[str] | None = None) -> None:
-        """Record an active health check result."""
+    def set_health(
+        self,
+        url: str,
+        healthy: bool,
+        models: frozenset[str] | None = None,
+        checked_at: float | None = None,
+    ) -> None:
+        """Record an active health check result (``checked_at``: when the check started)."""
         backend = self.backends.get(url)
         if backend is None:
             return
-        was = backend.usable(self._clock())
+        now = self._clock()
+        was = backend.usable(now)
+        if healthy and self._may_lift(backend, now if checked_at is None else checked_at):
+            backend.ejected_until = now
+        went_down = backend.healthy and not healthy
         backend.healthy = healthy
         if models is not None:
             backend.models = models
+        if went_down:
+            for listener in self.down_listeners:
+                listener(url)
         if healthy and not was:
             self._changed()
+
+    def _may_lift(self, backend: Backend, checked_at: float) -> bool:
+        """Whether a passing check that started at ``checked_at`` ends the backend's ejection."""
+        return (
+            backend.ejected_until > checked_at
+            and checked_at - backend.ejected_at >= self.config.eject_base_seconds
+            and backend.ejections < FLAP_EJECTIONS
+        )
 
     def models(self) -> frozenset[str]:
         """Models any backend reported serving (empty when unknown)."""

@@ -3,7 +3,9 @@
 Shared by ``llmsvc router``, ``llmsvc sim``, the tests and the benchmark, with two helpers for
 starting servers as child processes (``free_port``, ``wait_ready``). Handler
 cancellation is on: when a client disconnects, its handler task is cancelled, which is how a
-client's disconnect travels upstream to the engine.
+client's disconnect travels upstream to the engine. An application that carries a
+``ConnectionGuard`` (the router's) is served through it: a connection cap, an idle/header timeout
+and safe answers to malformed HTTP (see ``connections.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from llmsvc.router.connections import ConnectionGuard
+
+GUARD = web.AppKey("connection_guard", ConnectionGuard)
+
 
 @dataclass
 class Running:
@@ -23,6 +29,7 @@ class Running:
     runner: web.AppRunner
     host: str
     port: int
+    listener: asyncio.AbstractServer | None = None
 
     @property
     def url(self) -> str:
@@ -31,6 +38,8 @@ class Running:
 
     async def stop(self) -> None:
         """Close the listening socket and all connections."""
+        if self.listener is not None:
+            self.listener.close()
         await self.runner.cleanup()
 
 
@@ -50,9 +59,16 @@ async def start(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.setblocking(False)
+    port = sock.getsockname()[1]
+    guard = app.get(GUARD)
+    if guard is not None:
+        assert runner.server is not None
+        loop = asyncio.get_running_loop()
+        listener = await loop.create_server(guard.factory(runner.server), sock=sock)
+        return Running(runner, host, port, listener)
     site = web.SockSite(runner, sock)
     await site.start()
-    return Running(runner, host, sock.getsockname()[1])
+    return Running(runner, host, port)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
