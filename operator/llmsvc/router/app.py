@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from llmsvc.router import health, paths
@@ -183,7 +184,7 @@ async def read_body(request: web.Request) -> bytes:
     except TimeoutError:
         request.app[GUARD].timeouts.labels("body").inc()
         raise RequestError(408, f"the request body did not arrive within {limit:g} s") from None
-    except (HttpProcessingError, aiohttp.ClientPayloadError, zlib.error) as exc:
+    except (HttpProcessingError, RequestPayloadError, zlib.error) as exc:
         raise RequestError(400, _unreadable(request, exc)) from None
 
 

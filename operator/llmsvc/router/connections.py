@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -126,7 +127,11 @@ class GuardedHandler(RequestHandler):
         log.info("answered %d to a request aiohttp could not handle (%s)", status, kind)
         if request.writer.output_size > 0:
             raise ConnectionError("the response was already started")
-        if 400 <= status < 500:
+        if isinstance(exc, ContentEncodingError):
+            self.guard.malformed.inc()
+            text = "the request body does not decode with its Content-Encoding (gzip and deflate "
+            text += "are supported); send it uncompressed"
+        elif 400 <= status < 500:
             self.guard.malformed.inc()
             text = f"malformed HTTP request ({kind}): check the request line, headers and body"
         else:

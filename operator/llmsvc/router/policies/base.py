@@ -54,7 +54,7 @@ def stable_hash(*parts: str | bytes) -> int:
     """A 64-bit hash that is the same in every process (unlike ``hash()``)."""
     digest = hashlib.blake2b(digest_size=8)
     for part in parts:
-        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(part.encode(errors="surrogatepass") if isinstance(part, str) else part)
         digest.update(b"\x00")
     return int.from_bytes(digest.digest(), "big")
 
