@@ -62,9 +62,7 @@ async def test_only_listed_endpoints_reach_a_backend(
     assert backend.seen == []
 
 
-async def test_a_listed_endpoint_is_forwarded_as_listed(
-    router: Running, backend: Recorder
-) -> None:
+async def test_a_listed_endpoint_is_forwarded_as_listed(router: Running, backend: Recorder) -> None:
     answer = await raw_exchange(router.url, post("/v1/embeddings?x=%2e%2e", b'{"input":"a"}'))
     assert answer.status == 200, answer
     assert [(m, p) for m, p, _, _ in backend.seen] == [("POST", "/v1/embeddings?x=%2e%2e")]
