@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from llmsvc.router import health, paths
 from llmsvc.router.admission import Admission
+from llmsvc.router.budget import BodyBudget
 from llmsvc.router.config import RouterConfig
 from llmsvc.router.connections import ConnectionGuard
 from llmsvc.router.discovery import Discovery
@@ -38,6 +39,7 @@ log = logging.getLogger("llmsvc.router")
 PROXY = web.AppKey("proxy", Proxy)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 KEYS = web.AppKey("keys", KeyRing)
+BUDGET = web.AppKey("budget", BodyBudget)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -60,10 +62,11 @@ def create_app(
     app[KEYS] = KeyRing(config.api_keys, config.api_key_file)
     app[KEYS].reload()
     app[GUARD] = ConnectionGuard(registry, config.max_connections, config.idle_timeout)
+    app[BUDGET] = BodyBudget(config.max_buffered_bytes, registry)
     for path in paths.PARSED:
-        app.router.add_post(path, _completion)
+        app.router.add_post(path, _held(_completion))
     for path in paths.PASSED:
-        app.router.add_post(path, _other)
+        app.router.add_post(path, _held(_other))
     app.router.add_get(paths.MODELS, _models)
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
@@ -173,6 +176,20 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not keys.check(given):
             raise RequestError(401, "a valid API key is required: send 'Authorization: Bearer KEY'")
     return await handler(request)
+
+
+def _held(handler: Handler) -> Handler:
+    """``handler`` with its request body's size reserved from the budget while it runs."""
+
+    async def held(request: web.Request) -> web.StreamResponse:
+        config = request.app[PROXY].config
+        size = config.max_body_bytes
+        if request.content_length is not None and "Content-Encoding" not in request.headers:
+            size = min(size, request.content_length)
+        with request.app[BUDGET].hold(size if request.body_exists else 0):
+            return await handler(request)
+
+    return held
 
 
 async def read_body(request: web.Request) -> bytes:

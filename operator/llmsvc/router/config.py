@@ -27,6 +27,7 @@ class RouterConfig:
     eject_base_seconds: float = 1.0
     eject_max_seconds: float = 30.0
     max_body_bytes: int = 16 * 1024 * 1024
+    max_buffered_bytes: int = 128 * 1024 * 1024
     max_json_values: int = 262_144
     max_json_depth: int = 64
     max_connections: int = 1024

@@ -34,20 +34,14 @@ class JsonLimits:
     max_depth: int = 64
 
 
-def _too_many(values: int, limits: JsonLimits) -> RequestError:
-    return RequestError(
-        413,
-        f"the request body has too many JSON values (at least {values}; the router accepts "
-        f"{limits.max_values}, flag --max-json-values): send fewer messages or tokens",
-    )
-
-
-def _outside_strings(body: bytes, limits: JsonLimits) -> tuple[bytes, int]:
+def _outside_strings(body: bytes, max_strings: int) -> tuple[bytes, int]:
     """The body with every string removed, and how many strings there were."""
-    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in body else body
     strings = unescaped.count(b'"') // 2
-    if strings > limits.max_values:
-        raise _too_many(strings, limits)
+    if strings > max_strings:
+        return b"", strings
+    if not strings:
+        return unescaped, 0
     return b"".join(unescaped.split(b'"')[0::2]), strings
 
 
@@ -57,10 +51,22 @@ def _structure(data: bytes) -> tuple[int, int]:
     return data.count(b",") + opening, opening
 
 
-def depth(outside: bytes) -> int:
-    """The deepest nesting of brackets in ``outside`` (a body with its strings removed)."""
+def _depth(outside: bytes) -> int:
     brackets = outside.translate(None, _NOT_BRACKETS)
     return max(accumulate(_DELTA[b] for b in brackets), default=0)
+
+
+def measure(body: bytes, max_values: int = 1 << 62) -> tuple[int, int]:
+    """(values, depth) of a JSON body; values count strings, separators and opening brackets.
+
+    Beyond ``max_values`` the depth is not computed (it costs a Python step per bracket) and is
+    reported as 0; beyond ``max_values`` strings the body is not even split.
+    """
+    outside, strings = _outside_strings(body, max_values)
+    if strings > max_values:
+        return strings, 0
+    values = _structure(outside)[0] + strings
+    return values, _depth(outside) if values <= max_values else 0
 
 
 def check(body: bytes, limits: JsonLimits) -> None:
@@ -68,11 +74,14 @@ def check(body: bytes, limits: JsonLimits) -> None:
     values, opening = _structure(body)
     if values + body.count(b'"') // 2 <= limits.max_values and opening <= limits.max_depth:
         return  # cannot exceed either limit, even counting characters inside strings
-    outside, strings = _outside_strings(body, limits)
-    values, opening = _structure(outside)
-    if values + strings > limits.max_values:
-        raise _too_many(values + strings, limits)
-    if opening > limits.max_depth and depth(outside) > limits.max_depth:
+    values, depth = measure(body, limits.max_values)
+    if values > limits.max_values:
+        raise RequestError(
+            413,
+            f"the request body has too many JSON values ({values}; the router accepts "
+            f"{limits.max_values}, flag --max-json-values): send fewer messages or tokens",
+        )
+    if depth > limits.max_depth:
         raise RequestError(
             400,
             f"the request body nests JSON deeper than {limits.max_depth} levels "

@@ -22,6 +22,7 @@ LIMITS = (
     "max_concurrency",
     "queue_size",
     "max_body_bytes",
+    "max_buffered_bytes",
     "max_json_values",
     "max_json_depth",
     "max_connections",
@@ -69,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-retries", type=int, default=2, help="before the first byte only")
     parser.add_argument("--health-interval", type=float, default=5.0, help="seconds")
     parser.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
+    parser.add_argument(
+        "--max-buffered-bytes",
+        type=int,
+        default=128 * 1024 * 1024,
+        help="request body bytes held in memory at once, all requests together",
+    )
     parser.add_argument(
         "--max-json-values", type=int, default=262_144, help="JSON values in a body, max"
     )
@@ -134,6 +141,8 @@ def validate(args: argparse.Namespace) -> None:
     for name in LIMITS:
         if getattr(args, name) < 1:
             raise SystemExit(f"llmsvc router: --{name.replace('_', '-')} must be at least 1")
+    if args.max_buffered_bytes < args.max_body_bytes:
+        raise SystemExit("llmsvc router: --max-buffered-bytes must be at least --max-body-bytes")
     for name in TIMEOUTS:
         if not getattr(args, name) > 0:
             raise SystemExit(f"llmsvc router: --{name.replace('_', '-')} must be positive")
@@ -163,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         health_interval=args.health_interval,
         max_body_bytes=args.max_body_bytes,
+        max_buffered_bytes=args.max_buffered_bytes,
         max_json_values=args.max_json_values,
         max_json_depth=args.max_json_depth,
         max_connections=args.max_connections,
