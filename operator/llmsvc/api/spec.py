@@ -180,6 +180,15 @@ class ParallelismSpec(Model):
         return self.tensor * self.pipeline // self.gpus_per_node
 
 
+class SecretKeyRef(Model):
+    """One key of a Secret in the LLMService's namespace."""
+
+    name: str = Field(pattern=K8S_NAME, max_length=253, description="Secret name.")
+    key: str = Field(
+        pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key within the Secret."
+    )
+
+
 class RouterSpec(Model):
     """The OpenAI-compatible load balancer in front of the model replicas."""
 
@@ -197,6 +206,12 @@ class RouterSpec(Model):
         default=None,
         max_length=512,
         description="Router image; defaults to the operator's own image.",
+    )
+    api_key_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the API keys clients must send (Authorization: Bearer "
+        "KEY), one per line; unset means no key is needed. Changing the Secret rotates keys "
+        "within seconds, without restarting the router.",
     )
 
 

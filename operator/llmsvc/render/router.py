@@ -12,6 +12,7 @@ from llmsvc.render.volumes import RESTRICTED_SECURITY
 Manifest = dict[str, Any]
 
 RBAC_API = "rbac.authorization.k8s.io/v1"
+API_KEYS_DIR = "/etc/llmsvc/api-keys"
 
 
 def _meta(svc: LLMService) -> Manifest:
@@ -31,10 +32,26 @@ def _http_probe(period: int) -> Manifest:
     }
 
 
+def _api_keys_volume(svc: LLMService) -> list[Manifest]:
+    """The API key Secret as a volume: a whole-directory mount (never ``subPath``), so the
+    kubelet's updates reach the router, which re-reads the file (rotation without restart)."""
+    ref = svc.spec.router.api_key_secret
+    if ref is None:
+        return []
+    items = [{"key": ref.key, "path": "keys"}]
+    return [{"name": "api-keys", "secret": {"secretName": ref.name, "items": items}}]
+
+
 def router_container(svc: LLMService, image: str) -> Manifest:
     """``llmsvc router`` for this LLMService's leaders, with the chosen policy."""
     args = ["router", "--service", svc.name, "--namespace", svc.namespace]
     args += ["--policy", svc.spec.router.policy, "--port", str(names.HTTP_PORT)]
+    mounts = [
+        {"name": v["name"], "mountPath": API_KEYS_DIR, "readOnly": True}
+        for v in _api_keys_volume(svc)
+    ]
+    if mounts:
+        args += ["--api-key-file", f"{API_KEYS_DIR}/keys"]
     return {
         "name": "router",
         "image": svc.spec.router.image or image,
@@ -47,12 +64,14 @@ def router_container(svc: LLMService, image: str) -> Manifest:
             "limits": {"memory": "512Mi"},
         },
         "securityContext": copy.deepcopy(RESTRICTED_SECURITY),
+        **({"volumeMounts": mounts} if mounts else {}),
     }
 
 
 def deployment(svc: LLMService, image: str) -> Manifest:
     """Deployment ``NAME-router``."""
     labels = names.common_labels(svc.name, names.ROUTER)
+    volumes = _api_keys_volume(svc)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -70,6 +89,7 @@ def deployment(svc: LLMService, image: str) -> Manifest:
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [router_container(svc, image)],
+                    **({"volumes": volumes} if volumes else {}),
                 },
             },
         },
