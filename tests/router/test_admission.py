@@ -166,3 +166,47 @@ def test_unhealthy_backends_are_not_eligible_and_models_are_merged() -> None:
     assert [e.url for e in pool.snapshot().eligible()] == [B]
     assert pool.models() == {"m"}
     assert [e.url for e in pool.snapshot(exclude=frozenset({B})).eligible()] == []
+
+
+def test_one_incident_ejects_once() -> None:
+    """Six requests in flight when a backend dies: one ejection of the base time, not 2^5 s."""
+    clock = Clock()
+    pool = Pool(RouterConfig(eject_base_seconds=1, eject_max_seconds=30), clock)
+    pool.set_urls([A])
+    sent = clock.now
+    clock.now += 5
+    for _ in range(6):
+        pool.failed(A, hard=True, sent_at=sent)
+    clock.now += 1.01
+    assert pool.snapshot_usable(A)
+
+
+def test_a_flapping_backend_waits_out_its_ejection() -> None:
+    clock = Clock()
+    pool = Pool(RouterConfig(eject_base_seconds=1, eject_max_seconds=30), clock)
+    pool.set_urls([A])
+    for _ in range(3):  # three separate incidents: 1 + 2 + 4 s of ejection ahead
+        pool.failed(A, hard=True, sent_at=clock.now)
+    pool.set_health(A, False, checked_at=clock.now)
+    clock.now += 0.5
+    pool.set_health(A, True, checked_at=clock.now - 0.1)  # too soon after the ejection
+    assert not pool.snapshot_usable(A)
+    clock.now += 1.0
+    pool.set_health(A, True, checked_at=clock.now - 0.1)
+    assert not pool.snapshot_usable(A)  # three ejections without a quiet period: flapping
+
+
+def test_health_lifts_the_ejection_of_a_backend_that_is_not_flapping() -> None:
+    clock = Clock()
+    pool = Pool(RouterConfig(eject_base_seconds=1, eject_max_seconds=30), clock)
+    pool.set_urls([A])
+    pool.failed(A, hard=True, sent_at=clock.now)
+    clock.now += 1.01
+    pool.failed(A, hard=True, sent_at=clock.now)  # the half-open probe failed: 2 s more
+    clock.now += 1.2
+    assert not pool.snapshot_usable(A)
+    pool.set_health(A, True, checked_at=clock.now - 0.1)
+    assert pool.snapshot_usable(A)
+    clock.now += 31
+    pool.succeeded(A)  # quiet for eject_max_seconds: the backoff starts over
+    assert pool.backends[A].ejections == 0

@@ -46,6 +46,12 @@ def test_the_operator_rendered_command_line_parses() -> None:
         (["router", "--backend", "a:1"], "http://"),
         (["router", "--backend", "http://a:1", "--max-concurrency", "0"], "--max-concurrency"),
         (["router", "--backend", "http://a:1", "--balance-slack", "0"], "--balance-slack"),
+        (["router", "--backend", "http://a:1", "--chunk-timeout", "0"], "--chunk-timeout"),
+        (["router", "--backend", "http://a:1", "--max-json-depth", "0"], "--max-json-depth"),
+        (
+            ["router", "--backend", "http://a:1", "--max-buffered-bytes", "10"],
+            "--max-buffered-bytes must be at least --max-body-bytes",
+        ),
     ],
 )
 def test_bad_router_flags_say_what_to_change(argv: list[str], message: str) -> None:

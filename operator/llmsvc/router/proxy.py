@@ -194,18 +194,24 @@ class Proxy:
                 timeout=self.config.first_byte_timeout,
                 return_when=asyncio.FIRST_COMPLETED,
             )
+        except BaseException:  # the client went away: drop whatever the backend sent
+            await _discard(task)
+            raise
         finally:
-            self._down[endpoint.url].discard(down)
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        if task.done() and not task.cancelled():
+            self._forget(endpoint.url, down)
+        if task.done():
             return task.result()
+        await _discard(task)
         if down.done():
             raise _BackendDownError
         limit = self.config.first_byte_timeout
         raise RequestError(504, f"the backend sent nothing within {limit:g} s")
+
+    def _forget(self, url: str, down: asyncio.Future[None]) -> None:
+        waiters = self._down[url]
+        waiters.discard(down)
+        if not waiters:
+            del self._down[url]
 
     def _backend_down(self, url: str) -> None:
         for waiter in self._down.get(url, ()):
@@ -277,6 +283,16 @@ async def _open(
     except BaseException:
         response.close()
         raise
+
+
+async def _discard(task: asyncio.Future[tuple[aiohttp.ClientResponse, bytes]]) -> None:
+    """Cancel an upstream request, or close its response if it already arrived."""
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    elif not task.cancelled() and task.exception() is None:
+        task.result()[0].close()
 
 
 async def _stream_error(response: web.StreamResponse, upstream: aiohttp.ClientResponse) -> None:
