@@ -98,7 +98,7 @@ async def test_a_restarted_backend_is_used_again_within_one_check(
                 break
             await asyncio.sleep(0.02)
         took = time.monotonic() - green
-        assert took < 1.5, f"still ejected {took:.1f} s after /health was green"
+        assert took < 3, f"still ejected {took:.1f} s after /health was green"
         assert (await post(f"{router.url}/v1/chat/completions", CHAT))[0] == 200
     finally:
         restarted.stop()
@@ -133,7 +133,7 @@ async def test_a_hung_backend_loses_its_waiting_requests_to_a_live_one(
             waiting = [post(url, {**CHAT, "max_tokens": 3}) for _ in range(6)]
             results = await asyncio.wait_for(asyncio.gather(*waiting), 10)
             assert [status for status, _ in results] == [200] * 6
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 8  # the old read timeout was 600 s
             bodies = [await asyncio.wait_for(s.read(), 10) for s in streams]
         cut = [b for b in bodies if events(b)[-1] != "[DONE]"]
         assert len(cut) == 1  # the stream on the hung backend ended after chunk_timeout
