@@ -35,6 +35,7 @@ async def test_a_request_that_breaks_every_backend_ejects_none(
     direct = await post(f"{sims[0].url}/v1/chat/completions", SURROGATE)
     for _ in range(8):
         assert await post(f"{router.url}/v1/chat/completions", SURROGATE) == direct  # as is
+    assert sum(s.engine.stats.started for s in sims) > 8  # the backends' own errors
     metrics = await scrape(router.url)
     assert all(healthy(s.url) in metrics for s in sims), metrics
     results = await asyncio.gather(
