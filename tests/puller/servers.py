@@ -30,6 +30,7 @@ class Fault:
     drop_after: int | None = None
     status: int | None = None
     times: int = 1
+    then_serve: bytes | None = None  # after dropping, the file changes to these bytes
 
 
 @dataclass
@@ -54,6 +55,7 @@ class State:
     token: str | None = None  # required bearer token, None = open
     sha256: bool = False  # advertise X-Checksum-Sha256 on file responses
     ranges: bool = True  # honour Range headers (False: always the whole file with 200)
+    validators: bool = True  # send ETag (False: no ETag, Last-Modified or checksum at all)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def log(self, entry: Logged) -> Logged:
@@ -134,7 +136,8 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.send_header("Accept-Ranges", "bytes" if self.state.ranges else "none")
-        self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+        if self.state.validators:
+            self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
         if self.state.sha256:
             self.send_header("X-Checksum-Sha256", hashlib.sha256(data).hexdigest())
         self.send_header("Content-Length", str(end - start))
@@ -144,6 +147,8 @@ class Handler(BaseHTTPRequestHandler):
         if not head:
             limit = None if fault is None else fault.drop_after
             self.write_body(data[start:end], entry, limit)
+        if fault is not None and fault.then_serve is not None:
+            self.state.files[entry.path] = fault.then_serve
 
     def write_body(self, body: bytes, entry: Logged, limit: int | None) -> None:
         view = memoryview(body)[: limit if limit is not None else len(body)]

@@ -16,10 +16,9 @@ def test_help_documents_every_source_variable_and_exit_code() -> None:
     for word in (
         "hf://ORG/NAME",
         "s3://BUCKET/PREFIX",
-        "gs://",
         "https://HOST/PATH",
         "pvc://CLAIM/PATH",
-        "file:///PATH",
+        "storage.googleapis.com",
         "HF_TOKEN",
         "HF_ENDPOINT",
         "AWS_ACCESS_KEY_ID",
@@ -43,6 +42,8 @@ def test_help_documents_every_source_variable_and_exit_code() -> None:
         (["hf://a/b", "--file", "x"], "--file is for https://"),
         (["s3://bucket/x", "--include", "*.py"], "--include is for hf://"),
         (["gs://bucket/x"], "AWS_ENDPOINT_URL=https://storage.googleapis.com"),
+        (["file:///opt/model"], "use pvc://CLAIM/PATH"),
+        (["hf://gpt2"], "does not have the form hf://ORG/NAME"),
     ],
 )
 def test_usage_errors_exit_2(args: list[str], message: str, tmp_path: Path) -> None:

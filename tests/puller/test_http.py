@@ -140,6 +140,44 @@ def test_partial_file_of_a_changed_resource_starts_over(
     assert (Path(res.stdout.strip()) / "w.bin").read_bytes() == new
 
 
+def test_partial_file_without_a_validator_is_not_resumed(
+    http_server: Server, tmp_path: Path
+) -> None:
+    """Issue 13.11: no ETag, Last-Modified or checksum: a killed pull must not be resumed against
+    a file that changed meanwhile (it would mix two versions and still write the marker)."""
+    old, new = b"a" * (2 * MiB), b"b" * (2 * MiB)
+    http_server.state.validators = False
+    _serve(http_server, {"w.bin": old})
+    http_server.state.faults["/m/w.bin"] = Fault(drop_after=MiB, times=2)  # probe + first GET
+    uri = f"{http_server.url}/m/w.bin"
+    assert run_pull(uri, str(tmp_path), "--retries", "0").returncode == 6
+    _serve(http_server, {"w.bin": new})  # same size, and nothing tells the versions apart
+    res = run_pull(uri, str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert "not resuming w.bin" in res.stderr
+    assert (Path(res.stdout.strip()) / "w.bin").read_bytes() == new
+
+
+def test_retry_without_a_validator_starts_the_file_over(
+    http_server: Server, tmp_path: Path
+) -> None:
+    """Within one run too: after a dropped connection, a file the source cannot identify is
+    fetched again from its first byte, in one stream (no parallel ranges)."""
+    old, new = b"a" * (6 * MiB), b"b" * (6 * MiB)
+    http_server.state.validators = False
+    _serve(http_server, {"w.bin": old})
+    http_server.state.faults["/m/w.bin"] = Fault(drop_after=MiB, times=2, then_serve=new)
+    res = run_pull(
+        f"{http_server.url}/m/w.bin", str(tmp_path), "--part-size", "1Mi",
+        "--multipart-threshold", "2Mi",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert (Path(res.stdout.strip()) / "w.bin").read_bytes() == new
+    ranges = [r.range for r in http_server.state.gets("/m/w.bin")]
+    whole = f"bytes=0-{len(new) - 1}"
+    assert ranges[1:] == [whole, whole], ranges  # after the probe: the whole file, twice
+
+
 def test_server_without_ranges_gets_one_stream_and_resume_skips(
     http_server: Server, tmp_path: Path
 ) -> None:

@@ -1,4 +1,4 @@
-"""pvc:// and file:// models: nothing fetched, the directory must be loadable."""
+"""pvc:// models: nothing fetched, the directory must be loadable."""
 
 from __future__ import annotations
 
@@ -25,14 +25,14 @@ def test_missing_shard_fails_verification(tmp_path: Path) -> None:
     files = synthetic_model(2, 100)
     del files["model-00002-of-00002.safetensors"]
     _write(tmp_path, files)
-    res = run_pull(f"file://{tmp_path}", "/unused")
+    res = run_pull("pvc://weights", str(tmp_path))
     assert res.returncode == 7
     assert "lists model-00002-of-00002.safetensors but it is missing" in res.stderr
 
 
 def test_no_weights_and_no_config_are_named(tmp_path: Path) -> None:
     _write(tmp_path, {"README.md": b"hi"})
-    res = run_pull(f"file://{tmp_path}", "/unused")
+    res = run_pull("pvc://weights", str(tmp_path))
     assert res.returncode == 7
     assert "config.json is missing" in res.stderr
     assert "no weights" in res.stderr

@@ -1,4 +1,4 @@
-"""``pvc://`` and ``file://`` models: nothing to fetch, only check the directory is loadable."""
+"""``pvc://`` models: nothing to fetch, only check the directory is loadable."""
 
 from __future__ import annotations
 

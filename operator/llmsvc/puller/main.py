@@ -23,7 +23,7 @@ resumes its partial files.
 EPILOG = """\
 cache layout (relative to DEST; llmsvc.puller.layout.cache_dir):
   hf://ORG/NAME -> hf/ORG/NAME/<revision or main>    s3://B/P -> s3/B/P/<revision or latest>
-  https://H/P   -> https/H/P/<revision or latest>    pvc://CLAIM/P -> P    file:///P -> /P
+  https://H/P   -> https/H/P/<revision or latest>    pvc://CLAIM/P -> P
   Fresh downloads are checked against the source's checksums and fsynced before the marker is
   written. A cached model is trusted by file sizes; --verify also recomputes checksums. A
   branch such as main is resolved once: pin a commit or tag to move to new weights.
@@ -34,13 +34,15 @@ sources:
                          checked against the hub's sha256 / git blob ids. --include adds globs.
   s3://BUCKET/PREFIX     every object under PREFIX/ (S3 or any S3-compatible store); large
                          objects are fetched as parallel ranges; ETags verified (MD5/multipart).
-  gs://BUCKET/PREFIX     not built in: use s3:// with AWS_ENDPOINT_URL=https://storage.googleapis.com
-                         and GCS HMAC keys.
-  https://HOST/PATH      one file, or with --file NAME (repeatable) the listed files under PATH;
-                         verified by size (and sha256 when the server sends X-Checksum-Sha256).
+  https://HOST/PATH      one file, or with --file NAME (repeatable) the listed files under PATH
+                         (http:// alike); verified by size (and sha256 when the server sends
+                         X-Checksum-Sha256); resumed only when the server sends an ETag,
+                         Last-Modified or checksum, else fetched again from the first byte.
   pvc://CLAIM/PATH       the claim is mounted at DEST: nothing is fetched; DEST/PATH is checked
                          to hold a loadable model (config.json + weights, index shards present).
-  file:///PATH           same check for a path inside the container.
+  The URI forms are exactly those the LLMService CRD admits (llmsvc.puller.layout.URI_FORMS).
+  Google Cloud Storage: s3://BUCKET/PREFIX with AWS_ENDPOINT_URL=https://storage.googleapis.com
+  and GCS HMAC keys.
 
 environment:
   HF_TOKEN               token for private/gated hub repos (HUGGING_FACE_HUB_TOKEN also read)
@@ -66,7 +68,7 @@ exit codes:
   4  access denied (the message names the credential that was tried, never its secret)
   5  out of disk space (checked before downloading, and on write)
   6  network failures persisted after retries with backoff
-  7  verification failed: size or checksum still wrong after fetching again, or a pvc/file
+  7  verification failed: size or checksum still wrong after fetching again, or a pvc://
      directory does not hold a loadable model
 """
 

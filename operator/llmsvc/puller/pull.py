@@ -104,12 +104,7 @@ def default_source(u: layout.ModelURI, req: Request, opts: Options) -> Source:
 
         repo = f"{u.host}/{u.path}" if u.path else u.host
         return HfSource(repo, req.revision, list(req.include), req.timeout)
-    raise UsageError(
-        f"{u.scheme}:// is not supported by this build; for Google Cloud Storage use its "
-        "S3-compatible API: s3://BUCKET/PREFIX with "
-        "AWS_ENDPOINT_URL=https://storage.googleapis.com and HMAC keys as "
-        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-    )
+    raise UsageError(f"{u.scheme}:// has no source in this build")  # layout.URI_FORMS drifted
 
 
 def pull(req: Request, opts: Options, make_source: SourceFactory = default_source) -> Path:
@@ -120,7 +115,7 @@ def pull(req: Request, opts: Options, make_source: SourceFactory = default_sourc
     except layout.BadURIError as exc:
         raise UsageError(str(exc)) from exc
     _check_flags(u, req)
-    if u.scheme in ("pvc", "file"):
+    if u.scheme == "pvc":
         verify_local(model_dir, req.verify)
         log.info("%s holds a loadable model", model_dir)
         return model_dir

@@ -3,8 +3,10 @@
 Every file is fetched into ``.llmsvc-tmp/<path>`` as parts of ``part_size`` bytes (one part
 below ``threshold``), written in place with ``pwrite`` by a pool of threads. A small JSON state
 next to it records how many bytes of each part are on disk, so a later run resumes where a
-crashed one stopped. A finished file is checked (size, checksum when known), fsynced and renamed
-into place; a checksum mismatch fetches it once more before giving up.
+crashed one stopped, provided the source names the file's version (:func:`identified`); a file
+without one is fetched in one stream from its first byte. A finished file is checked (size,
+checksum when known), fsynced and renamed into place; a checksum mismatch fetches it once more
+before giving up.
 """
 
 from __future__ import annotations
@@ -142,7 +144,8 @@ class FileJob:
 def open_job(f: RemoteFile, model_dir: Path, opts: Options) -> FileJob:
     """A job for ``f``, resuming a previous run's parts when its state still matches."""
     tmp = model_dir / TMP_DIR / f.path
-    ranges = plan_parts(f.size, f.ranges, opts.part_size, opts.threshold)
+    # Parallel ranges of one file are only consistent if the source names its version.
+    ranges = plan_parts(f.size, f.ranges and identified(f), opts.part_size, opts.threshold)
     job = FileJob(f, tmp, model_dir / f.path, [Part(s, e) for s, e in ranges])
     old = _load_state(job)
     if old is not None:
@@ -151,7 +154,25 @@ def open_job(f: RemoteFile, model_dir: Path, opts: Options) -> FileJob:
     return job
 
 
+def identified(f: RemoteFile) -> bool:
+    """Whether the source names the version of ``f`` (a validator such as an ETag, or a checksum).
+
+    Only then may a partial file be resumed: the state records the identity, and a changed file
+    no longer matches it. Without one, bytes on disk may belong to an older version of the file,
+    and appending the new version's tail would build a file that never existed: start over.
+    """
+    return bool(f.extra.get("validator")) or f.checksum is not None
+
+
 def _load_state(job: FileJob) -> list[Part] | None:
+    if not identified(job.remote):
+        if job.state_path.exists():
+            log.info(
+                "not resuming %s: the source sends no ETag, Last-Modified or checksum "
+                "to tell whether it changed; fetching it again",
+                job.remote.path,
+            )
+        return None
     try:
         doc = json.loads(job.state_path.read_text())
         if job.tmp.stat().st_size != job.remote.size:
@@ -223,13 +244,23 @@ class Transfer:
 
     def _part(self, job: FileJob, part: Part) -> None:
         what = f"fetching {job.remote.path} bytes {part.start + part.done}-{part.end}"
-        with_retries(what, lambda: self._stream(job, part), self.opts)
+        with_retries(what, lambda: self._attempt(job, part), self.opts)
         self._advance_hash(job, block=False)
         with job.lock:
             job.remaining -= 1
             last = job.remaining == 0
         if last:
             self._finish(job)
+
+    def _attempt(self, job: FileJob, part: Part) -> None:
+        """One try at a part. A file whose version the source does not name starts over: the
+        bytes already written may be from a version that changed since (it is one part, and has
+        no checksum, so nothing else depends on them)."""
+        if part.done and not identified(job.remote):
+            log.info("restarting %s from its first byte (no validator to resume)", job.remote.path)
+            self.progress.add(-part.done)
+            part.done = 0
+        self._stream(job, part)
 
     def _stream(self, job: FileJob, part: Part) -> None:
         if self.cancel.is_set():

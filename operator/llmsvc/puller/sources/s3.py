@@ -112,10 +112,10 @@ class S3Source:
                 key = str(obj["Key"])
                 if key.endswith("/"):
                     continue
-                checksum = etag_checksum(str(obj.get("ETag", "")))
-                files.append(
-                    RemoteFile(key[len(self.prefix) :], int(obj["Size"]), checksum, key=key)
-                )
+                etag = str(obj.get("ETag", ""))
+                extra = {"validator": etag}  # also for ETags that are no digest (KMS)
+                name, size = key[len(self.prefix) :], int(obj["Size"])
+                files.append(RemoteFile(name, size, etag_checksum(etag), key=key, extra=extra))
         if not files:
             raise NotFoundError(f"no objects under s3://{self.bucket}/{self.prefix}")
         digest = hashlib.sha256("".join(f"{f.key}{f.checksum}{f.size}" for f in files).encode())
