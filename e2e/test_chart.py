@@ -311,6 +311,7 @@ USED = [
     ("update", "llmservices.llmsvc.io/finalizers"),
     ("patch", "statefulsets.apps"),
     ("create", "horizontalpodautoscalers.autoscaling"),
+    ("patch", "networkpolicies.networking.k8s.io"),
     ("delete", "pods"),
     ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("watch", "endpointslices.discovery.k8s.io"),

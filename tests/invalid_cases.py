@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from llmsvc.api.rules import MAX_NAME_LENGTH
+from llmsvc.api.rules import ARGS_BYTES_MAX, ENV_BYTES_MAX, MAX_ARG_LENGTH, MAX_NAME_LENGTH
 
 Manifest = dict[str, Any]
 
@@ -91,6 +91,20 @@ TP_ACROSS = "tensor parallelism would span nodes"
 URI_FORM = "model.uri has an unknown form"
 OWNED = "engine.args sets a flag the operator owns"
 NAME_CHARS = "metadata.name must start with a letter"
+RESERVED_ENV = "engine.env sets a variable the operator sets on every rank"
+ENV_NAME = "engine.env name must be a C identifier"
+ARGS_BUDGET = f"engine.args take more than {ARGS_BYTES_MAX} bytes in total"
+ENV_BUDGET = f"engine.env takes more than {ENV_BYTES_MAX} bytes in total"
+ENV0 = "spec.engine.env[0]"
+
+
+def env(name: str, value: str = "x") -> Callable[[Manifest], None]:
+    """A mutation that sets engine.env to one variable."""
+    return setter("spec.engine.env", [{"name": name, "value": value}])
+
+
+# The smallest number of maximal arguments (all ASCII) that exceeds the byte budget.
+_OVER_BUDGET_ARGS = ARGS_BYTES_MAX // (MAX_ARG_LENGTH + 1) + 1
 
 INVALID_CASES: list[Case] = [
     # --- CEL rules (api/rules.py), one case per rule at least --------------------------------
@@ -176,6 +190,98 @@ INVALID_CASES: list[Case] = [
         OWNED,
         "spec.engine",
     ),
+    # vLLM reads '_' as '-' in flag names, takes --flag=value, abbreviations and -n2 (issue 13.12)
+    Case(
+        "owned-flag-underscore-tp",
+        setter("spec.engine.args", ["--tensor_parallel_size=8"]),
+        OWNED,
+        "spec.engine",
+    ),
+    Case(
+        "owned-flag-underscore-served-name",
+        setter("spec.engine.args", ["--served_model_name", "other"]),
+        OWNED,
+        "spec.engine",
+    ),
+    Case(
+        "owned-flag-underscore-max-model-len",
+        setter("spec.engine.args", ["--enforce-eager", "--max_model_len=1"]),
+        OWNED,
+        "spec.engine",
+    ),
+    Case(
+        "owned-flag-abbreviated",
+        setter("spec.engine.args", ["--tensor-parallel", "2"]),
+        OWNED,
+        "spec.engine",
+    ),
+    Case(
+        "owned-flag-mixed-spelling",
+        setter("spec.engine.args", ["--gpu_memory-util=0.99"]),
+        OWNED,
+        "spec.engine",
+    ),
+    Case("owned-flag-short-attached", setter("spec.engine.args", ["-n2"]), OWNED, "spec.engine"),
+    # execve limits (issue 13.14): bytes, not characters, count
+    Case(
+        "args-over-the-byte-budget",
+        setter("spec.engine.args", ["a" * MAX_ARG_LENGTH] * _OVER_BUDGET_ARGS),
+        ARGS_BUDGET,
+        "spec.engine",
+    ),
+    Case(
+        "args-multibyte-over-the-byte-budget",
+        setter("spec.engine.args", ["\u20ac" * MAX_ARG_LENGTH] * 6),  # 3 bytes per character
+        ARGS_BUDGET,
+        "spec.engine",
+    ),
+    Case(
+        "args-with-nul",
+        setter("spec.engine.args", ["--chat-template=a\u0000b"]),
+        "engine.args must not contain NUL",
+        "spec.engine",
+    ),
+    Case(
+        "env-over-the-byte-budget",
+        setter("spec.engine.env", [{"name": f"V{i}", "value": "v" * 12000} for i in range(3)]),
+        ENV_BUDGET,
+        "spec.engine",
+    ),
+    # engine.env (issue 13.13)
+    Case("env-reserved-master-addr", env("MASTER_ADDR", "evil"), RESERVED_ENV, ENV0),
+    Case("env-reserved-node-rank", env("NODE_RANK", "0"), RESERVED_ENV, ENV0),
+    Case("env-reserved-hf-offline", env("HF_HUB_OFFLINE", "0"), RESERVED_ENV, ENV0),
+    Case("env-name-with-space-and-equals", env("A B=C"), ENV_NAME, ENV0),
+    Case("env-name-starts-with-digit", env("1ST"), ENV_NAME, ENV0),
+    Case("env-name-with-dash", env("MY-VAR"), ENV_NAME, ENV0),
+    Case(
+        "env-value-with-nul",
+        env("MY_VAR", "a\u0000b"),
+        "engine.env value must not contain NUL",
+        ENV0,
+    ),
+    # one table of URIs for admission and the puller (issue 13.16)
+    Case("uri-gs", setter("spec.model.uri", "gs://models/llama"), URI_FORM, "spec.model"),
+    Case("uri-file", setter("spec.model.uri", "file:///models/llama"), URI_FORM, "spec.model"),
+    Case(
+        "uri-dot-dot-segment",
+        setter("spec.model.uri", "s3://models/llama/../../etc"),
+        URI_FORM,
+        "spec.model",
+    ),
+    Case(
+        "uri-encoded-dot-dot",
+        setter("spec.model.uri", "https://host.example/m/%2e%2e/x"),
+        URI_FORM,
+        "spec.model",
+    ),
+    Case(
+        "uri-trailing-newline",
+        setter("spec.model.uri", "https://host.example/m/x.gguf\n"),
+        URI_FORM,
+        "spec.model",
+    ),
+    Case("uri-space", setter("spec.model.uri", "s3://models/my model"), URI_FORM, "spec.model"),
     Case(
         "name-too-long",
         setter("metadata.name", "a" * (MAX_NAME_LENGTH + 1)),
@@ -211,6 +317,24 @@ INVALID_CASES: list[Case] = [
         setter("spec.replicas", 1000),
         "less than or equal to 999",
         "spec.replicas",
+    ),
+    Case(
+        "too-many-autoscaling-replicas",
+        merge("spec.autoscaling", {"enabled": True, "maxReplicas": 1000}),
+        "less than or equal to 999",
+        "spec.autoscaling.maxReplicas",
+    ),
+    Case(
+        "too-many-autoscaling-min-replicas",
+        merge("spec.autoscaling", {"minReplicas": 1000, "maxReplicas": 1000}),
+        "less than or equal to 999",
+        "spec.autoscaling.minReplicas",
+    ),
+    Case(
+        "engine-run-as-root",
+        setter("spec.engine.runAsUser", 0),
+        "greater than or equal to 1",
+        "spec.engine.runAsUser",
     ),
     Case(
         "zero-tensor",

@@ -10,7 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmsvc.api import InvalidSpecError, LLMService, parse
-from llmsvc.api.rules import MAX_NAME_LENGTH, OWNED_FLAGS, owned_flag
+from llmsvc.api.rules import (
+    ABBREV_MIN,
+    ARGS_BYTES_MAX,
+    MAX_ARG_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_REPLICAS,
+    OWNED_FLAGS,
+    RESERVED_ENV,
+    owned_flag,
+)
+from llmsvc.puller.layout import BadURIError, parse_uri
 from tests.invalid_cases import INVALID_CASES, Case, base_manifest, setter
 
 
@@ -103,6 +113,121 @@ def test_owned_flag_matches_with_and_without_value() -> None:
     assert owned_flag("--port") == "--port"
     assert owned_flag("--portable") is None
     assert owned_flag("--enable-prefix-caching") is None
+
+
+@pytest.mark.parametrize(
+    ("arg", "flag"),
+    [
+        ("--tensor_parallel_size=8", "--tensor-parallel-size"),
+        ("--served_model_name", "--served-model-name"),
+        ("--max_model_len=1", "--max-model-len"),
+        ("--master_addr=evil", "--master-addr"),
+        ("--tensor-parallel", "--tensor-parallel-size"),
+        ("--max-model=2", "--max-model-len"),
+        ("--hea", "--headless"),
+        ("-tp=4", "-tp"),
+        ("-t", "-tp"),
+        ("-n2", "-n"),
+        ("-r=1", "-r"),
+        ("--port=8000\n--x", "--port"),
+    ],
+)
+def test_owned_flag_in_every_spelling_vllm_reads(arg: str, flag: str) -> None:
+    assert owned_flag(arg) == flag
+
+
+# Real vLLM flags users pass: none of them may be caught by the owned-flag rule.
+USER_FLAGS = [
+    "--enable-prefix-caching",
+    "--max-num-seqs=8",
+    "--max_num_batched_tokens=8192",
+    "--trust-remote-code",
+    "--dtype=half",
+    "--model-impl=transformers",
+    "--kv-cache-dtype=fp8",
+    "-q=awq",
+    "-O3",
+    "-dp=2",
+    "--data-parallel-size=2",
+    "--enforce-eager",
+    "--hf-overrides={}",
+    "--tokenizer=org/tok",
+    "--chat-template=/x.jinja",
+    "--disable-log-requests",
+    "--enable-auto-tool-choice",
+    "--tool-call-parser=hermes",
+    "--swap-space=4",
+]
+
+
+@pytest.mark.parametrize("arg", USER_FLAGS)
+def test_user_flags_are_not_owned(arg: str) -> None:
+    assert owned_flag(arg) is None, arg
+    manifest = base_manifest()
+    setter("spec.engine.args", [arg])(manifest)
+    assert parse(manifest).spec.engine.args == [arg]
+
+
+@given(st.sampled_from([f for f in OWNED_FLAGS if f.startswith("--")]), st.data())
+def test_any_underscore_spelling_or_abbreviation_is_owned(flag: str, data: st.DataObject) -> None:
+    body = flag[2:]
+    cut = data.draw(st.integers(min_value=ABBREV_MIN, max_value=len(body)))
+    chars = [c if c != "-" else data.draw(st.sampled_from("-_")) for c in body[:cut]]
+    value = data.draw(st.one_of(st.just(""), st.text(max_size=8).map(lambda v: "=" + v)))
+    found = owned_flag("--" + "".join(chars) + value)
+    assert found is not None
+    assert found.startswith("--" + body[:cut])  # an abbreviation may be another owned flag
+
+
+def test_the_byte_budget_counts_utf8_bytes_and_nuls() -> None:
+    manifest = base_manifest()
+    fits = ["a" * MAX_ARG_LENGTH] * (ARGS_BYTES_MAX // (MAX_ARG_LENGTH + 1))
+    setter("spec.engine.args", fits)(manifest)
+    assert len(parse(manifest).spec.engine.args) == len(fits)
+
+
+def test_reserved_env_names_may_be_set_by_other_spellings_only_if_distinct() -> None:
+    manifest = base_manifest()
+    setter("spec.engine.env", [{"name": "master_addr", "value": "x"}])(manifest)
+    assert parse(manifest).spec.engine.env[0].name == "master_addr"  # env names are case-sensitive
+    assert "MASTER_ADDR" in RESERVED_ENV
+
+
+def test_replicas_and_autoscaling_share_one_bound() -> None:
+    manifest = base_manifest()
+    setter("spec.replicas", MAX_REPLICAS)(manifest)
+    setter("spec.autoscaling", {"enabled": True, "minReplicas": 1, "maxReplicas": MAX_REPLICAS})(
+        manifest
+    )
+    spec = parse(manifest).spec
+    assert spec.replicas == spec.autoscaling.max_replicas == MAX_REPLICAS
+
+
+_URI_TAILS = st.text(alphabet="ab./%2eEfF_-~?=&: \n#'@", max_size=14)
+
+
+@given(
+    st.sampled_from(["hf://", "s3://", "gs://", "https://", "http://", "pvc://", "file://", "x"]),
+    st.sampled_from(["", "org", "bucket", "host.example:8443", "claim", "B"]),
+    _URI_TAILS,
+)
+def test_admission_and_puller_accept_exactly_the_same_uris(
+    scheme: str, host: str, tail: str
+) -> None:
+    uri = f"{scheme}{host}/{tail}" if tail else f"{scheme}{host}"
+    manifest = base_manifest()
+    setter("spec.model.uri", uri)(manifest)
+    try:
+        parse_uri(uri)
+        puller = True
+    except BadURIError:
+        puller = False
+    try:
+        parse(manifest)
+        admitted = True
+    except InvalidSpecError:
+        admitted = False
+    assert admitted == puller, uri
 
 
 @given(st.sampled_from(OWNED_FLAGS), st.text(max_size=20))

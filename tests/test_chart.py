@@ -170,7 +170,8 @@ GRANTED = {
     *((g, r, v) for g, r in (("", "services"), ("", "serviceaccounts"),
                              ("rbac.authorization.k8s.io", "roles"),
                              ("rbac.authorization.k8s.io", "rolebindings"),
-                             ("autoscaling", "horizontalpodautoscalers"))
+                             ("autoscaling", "horizontalpodautoscalers"),
+                             ("networking.k8s.io", "networkpolicies"))
       for v in ("list", "create", "patch", "delete")),
     *(("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")),
     ("", "events", "create"),

@@ -58,6 +58,7 @@ def test_children_sorted_without_owner_references() -> None:
     assert len(kinds(children, "StatefulSet")) == 3
     assert {kind for kind, _ in keys} == {
         "Deployment",
+        "NetworkPolicy",
         "Role",
         "RoleBinding",
         "Service",
@@ -111,12 +112,13 @@ def test_names_fit_dns_labels_at_max_name_and_replicas() -> None:
     name = "a" * MAX_NAME_LENGTH
     svc = svc_with(
         setter("metadata.name", name),
-        setter("spec.replicas", MAX_REPLICAS - 1),
+        setter("spec.replicas", MAX_REPLICAS),
         merge("spec.parallelism", {"tensor": 8, "pipeline": 64, "gpusPerNode": 8}),
         setter("spec.autoscaling.enabled", True),
     )
     children = render(svc)
-    assert len(kinds(children, "StatefulSet")) == MAX_REPLICAS - 1
+    assert len(kinds(children, "StatefulSet")) == MAX_REPLICAS
+    assert len(kinds(children, "NetworkPolicy")) == MAX_REPLICAS + 2  # + surge group + router
     for child in children:
         assert len(child["metadata"]["name"]) <= 63
         assert all(len(v) <= 63 for v in child["metadata"]["labels"].values())

@@ -80,7 +80,9 @@ def run_rank(sts: Manifest, rank: int, stubs: Path) -> list[list[str]]:
     env = {e["name"]: e["value"] for e in engine_of(sts)["env"] if "value" in e}
     env |= {"NODE_RANK": str(rank), "CALLS": str(stubs / "calls.jsonl")}
     env |= {"PATH": f"{stubs / 'bin'}:/usr/bin:/bin", "PYTHONPATH": str(stubs)}
-    subprocess.run(engine_of(sts)["command"], env=env, check=True, timeout=30, cwd=stubs)
+    container = engine_of(sts)
+    argv = [*container["command"], *container.get("args", [])]  # as the kubelet joins them
+    subprocess.run(argv, env=env, check=True, timeout=30, cwd=stubs)
     calls = (stubs / "calls.jsonl").read_text().splitlines()
     (stubs / "calls.jsonl").unlink()
     return [json.loads(line) for line in calls]
@@ -142,6 +144,8 @@ def test_user_strings_are_shell_quoted(stubs: Path) -> None:
         merge("spec.parallelism", {"tensor": 1, "pipeline": 2, "gpusPerNode": 1}),
     )
     sts = kinds(render(svc), "StatefulSet")[0]
+    assert engine_of(sts)["args"] == args  # never inside the script
+    assert "it's; touch" not in engine_of(sts)["command"][2]
     for rank in (0, 1):
         (call,) = run_rank(sts, rank, stubs)
         assert call[-len(args) :] == args
@@ -209,3 +213,75 @@ def test_rank_zero_probe_follows_health(health_server: HTTPServer) -> None:
     assert subprocess.run(command, env=env, capture_output=True, check=False).returncode == 0
     _Health.status = 503
     assert subprocess.run(command, env=env, capture_output=True, check=False).returncode != 0
+
+
+# --- what execve can run (issue 13.14) --------------------------------------------------------
+
+MAX_ARG_STRLEN = 32 * 4096  # Linux: one argv/envp string, with its NUL
+ARG_MAX_FLOOR = 128 * 1024  # Linux: all strings, whatever RLIMIT_STACK (max(rlimit/4, 128 KiB))
+
+
+def test_execve_limits_on_this_machine() -> None:
+    """The two kernel limits the engine's command line is sized against, measured here."""
+    subprocess.run(["/bin/true", "a" * (MAX_ARG_STRLEN - 1)], check=True)
+    with pytest.raises(OSError, match="Argument list too long"):
+        subprocess.run(["/bin/true", "a" * MAX_ARG_STRLEN], check=True)
+    small_stack = _limit_stack(ARG_MAX_FLOOR * 2)  # rlimit/4 = 64 KiB: the 128 KiB floor applies
+    many = ["b" * 1000] * 140  # 140 KiB in total, each string small
+    with pytest.raises(OSError, match="Argument list too long"):
+        subprocess.run(["/bin/true", *many], check=True, env={}, preexec_fn=small_stack)
+
+
+def _limit_stack(size: int) -> Any:
+    import resource
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_STACK, (size, size))
+
+    return apply
+
+
+def _largest_allowed() -> Any:
+    """A spec at every limit at once, in the shapes that cost most: quotes (5 bytes once shell-
+    quoted), multi-byte characters, two nodes (the script holds the serve line twice)."""
+    from llmsvc.api.rules import ARGS_BYTES_MAX, ENV_BYTES_MAX, MAX_ARGS
+
+    per_arg = ARGS_BYTES_MAX // MAX_ARGS - 1  # bytes of each, without its NUL
+    head = "--chat-template="
+    args = [head + "'" * (per_arg - len(head) - 2) + "é" for _ in range(MAX_ARGS)]
+    env = [{"name": f"V{i}", "value": "x" * (ENV_BYTES_MAX // 4 - 4)} for i in range(4)]
+    return svc_with(
+        setter("spec.engine.args", args),
+        setter("spec.engine.env", env),
+        setter("spec.model.servedName", "'" * 256),
+        setter("spec.model.uri", "s3://b" + "c" * 60 + "d/" + "/".join(["p" * 60] * 15)),
+        setter("spec.model.revision", "r" * 256),
+        merge("spec.parallelism", {"tensor": 1, "pipeline": 2, "gpusPerNode": 1}),
+    )
+
+
+def test_the_largest_allowed_spec_really_execs_at_the_smallest_stack(stubs: Path) -> None:
+    from llmsvc.api.rules import ARGS_BYTES_MAX, ENV_BYTES_MAX, args_bytes, env_bytes
+
+    svc = _largest_allowed()
+    assert args_bytes(svc.spec.engine.args) == ARGS_BYTES_MAX
+    assert env_bytes(svc.spec.engine.env) == ENV_BYTES_MAX
+    sts = kinds(render(svc), "StatefulSet")[0]
+    container = engine_of(sts)
+    script = container["command"][2]
+    assert len(script.encode()) < 8 * 1024, "docs/security.md and rules.py count on < 8 KiB"
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env |= {"CALLS": str(stubs / "calls.jsonl"), "PATH": f"{stubs / 'bin'}:/usr/bin:/bin"}
+    env |= {"IMAGE_ENV": "i" * 4096}  # room for the image's own environment
+    argv = [*container["command"], *container.get("args", [])]
+    for rank in (0, 1):
+        subprocess.run(
+            argv,
+            env=env | {"NODE_RANK": str(rank)},
+            check=True,
+            timeout=30,
+            cwd=stubs,
+            preexec_fn=_limit_stack(ARG_MAX_FLOOR * 2),
+        )
+    calls = [json.loads(line) for line in (stubs / "calls.jsonl").read_text().splitlines()]
+    assert [c[-len(svc.spec.engine.args) :] for c in calls] == [svc.spec.engine.args] * 2

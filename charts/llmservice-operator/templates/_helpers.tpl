@@ -89,6 +89,10 @@ e2e/test_chart.py (the operator reconciles every example as this ServiceAccount)
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["list", "create", "patch", "delete"]
+# Ingress NetworkPolicies per group and for the router (spec.networkPolicy, on by default).
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "create", "patch", "delete"]
 # The routers' Role grants endpointslices get/list/watch; RBAC lets the operator create that
 # Role only if it holds the same permissions (no escalate or bind verbs are granted).
 - apiGroups: ["discovery.k8s.io"]

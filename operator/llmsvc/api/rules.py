@@ -9,9 +9,11 @@ same message). The invalid-case table in the tests checks that both agree.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from llmsvc.puller import layout
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,16 @@ class Rule:
 # The longest LLMService name: its StatefulSets are NAME-<group> (group < 1000), and a StatefulSet
 # name must leave room for the 11-character controller-revision-hash suffix inside a 63-char label.
 MAX_NAME_LENGTH = 42
-MAX_REPLICAS = 1000
+# Group indices are 0..MAX_GROUPS-1; during a rollout the surge group takes index ``replicas``, so
+# spec.replicas and autoscaling.maxReplicas both stop one below.
+MAX_GROUPS = 1000
+MAX_REPLICAS = MAX_GROUPS - 1
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
-# Flags the operator renders itself; users may not pass them in engine.args.
+# Flags the operator renders itself; users may not pass them in engine.args. vLLM's parser reads
+# '_' as '-' in a flag name, takes --flag=value, and argparse accepts unambiguous abbreviations of
+# long flags and an attached value after a one-letter short flag (-n2), so every such spelling is
+# refused too (abbreviations from ABBREV_MIN characters on: shorter ones are ambiguous anyway).
 OWNED_FLAGS = (
     "--tensor-parallel-size",
     "-tp",
@@ -54,31 +62,95 @@ OWNED_FLAGS = (
     "--distributed-executor-backend",
     "--gpu-memory-utilization",
 )
-URI_SCHEMES = ("hf", "s3", "gs", "https", "http", "pvc")
-# The same shapes the weight puller accepts (llmsvc.puller.layout): Hugging Face ORG/NAME segments,
-# S3/GCS bucket names, an HTTP host with a path, a claim name.
-_HF_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
-_BUCKET = r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]"
-URI_PATTERN = (
-    rf"^(hf://{_HF_SEGMENT}/{_HF_SEGMENT}|s3://{_BUCKET}(/\S*)?|gs://{_BUCKET}(/\S*)?"
-    r"|https?://[^/\s]+/\S+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/\S*)?)$"
-)
+ABBREV_MIN = 3
+URI_PATTERN = layout.URI_PATTERN
 # A revision is also a directory name in the cache.
 REVISION_PATTERN = r"^[A-Za-z0-9._][A-Za-z0-9._/-]*$"
-_OWNED_FLAG_RE = "(?s)^(" + "|".join(OWNED_FLAGS) + ")(=.*)?$"
+
+# Environment the operator renders on every rank (llmsvc.render.engine.rank_env); engine.env may
+# not set these (Kubernetes lets the later duplicate win, which would silently rewire the ranks).
+RESERVED_ENV = (
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "NODE_RANK",
+    "NNODES",
+    "WORLD_SIZE",
+    "LWS_LEADER_ADDRESS",
+    "LWS_GROUP_SIZE",
+    "LWS_WORKER_INDEX",
+    "VLLM_ENGINE_READY_TIMEOUT_S",
+    "HF_HUB_OFFLINE",
+    "VLLM_HOST_IP",
+)
+# A C identifier: what /bin/sh (the engine's entry point) and vLLM can read back.
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+# execve limits (Linux): each argv/envp string at most MAX_ARG_STRLEN = 128 KiB, and all strings
+# plus one pointer each at most max(RLIMIT_STACK/4, 128 KiB) (capped at 6 MiB). The user's args go
+# to the engine as separate argv words (never into the shell script), so the floor of 128 KiB is
+# the budget that holds whatever the node's stack limit: args 64 KiB + env 32 KiB (bytes as the
+# kernel counts them, with their NUL and '=') leave 32 KiB for the rank script (< 8 KiB, tested),
+# the operator's env (< 1 KiB) and the image's own environment.
+ARGS_BYTES_MAX = 64 * 1024
+ENV_BYTES_MAX = 32 * 1024
+MAX_ARGS = 64
+MAX_ARG_LENGTH = 4096
+MAX_ENV = 128
+MAX_ENV_VALUE_LENGTH = 16384
+
+
+def _abbreviations(body: str, keep: int) -> str:
+    """A regex for ``body`` and every prefix of it at least ``keep`` long, '-' matching '_'."""
+
+    def char(c: str) -> str:
+        return "[-_]" if c == "-" else re.escape(c)
+
+    nested = ""
+    for c in reversed(body[keep:]):
+        nested = f"({char(c)}{nested})?"
+    return "".join(char(c) for c in body[:keep]) + nested
+
+
+def _flag_regex(flag: str) -> str:
+    if flag.startswith("--"):
+        return "--" + _abbreviations(flag[2:], ABBREV_MIN)
+    if len(flag) == 2:
+        return flag + ".*"  # -n2, -n=2, -n 2 all set -n
+    return "-" + _abbreviations(flag[1:], 1)
+
+
+_FLAG_RES = {flag: f"({_flag_regex(flag)})(=.*)?" for flag in OWNED_FLAGS}
+OWNED_FLAG_RE = "(?s)^(" + "|".join(_FLAG_RES.values()) + ")$"
 
 
 def owned_flag(arg: str) -> str | None:
-    """The operator-owned flag that ``arg`` sets, if any (``--port=1`` -> ``--port``)."""
-    name = arg.split("=", 1)[0]
-    return name if name in OWNED_FLAGS else None
+    """The operator-owned flag that ``arg`` sets, if any (``--port=1``, ``--tensor_parallel``)."""
+    for flag, regex in _FLAG_RES.items():
+        if re.fullmatch(f"(?s){regex}", arg):
+            return flag
+    return None
+
+
+def args_bytes(args: Iterable[str]) -> int:
+    """Bytes ``args`` take in execve's argument area (UTF-8 plus the NUL of each)."""
+    return sum(len(a.encode()) + 1 for a in args)
+
+
+def env_bytes(env: Iterable[Any]) -> int:
+    """Bytes ``NAME=value`` strings of ``env`` take in execve's environment area."""
+    return sum(len(e.name.encode()) + len((e.value or "").encode()) + 2 for e in env)
+
+
+def _cel(pattern: str) -> str:
+    """``pattern`` inside a single-quoted CEL string literal."""
+    return pattern.replace("\\", "\\\\")
 
 
 MODEL_RULES = (
     Rule(
-        cel="self.uri.matches('" + URI_PATTERN.replace("\\", "\\\\") + "')",
-        message="model.uri has an unknown form: use hf://ORG/NAME, s3://BUCKET/PREFIX, "
-        "gs://BUCKET/PREFIX, https://HOST/PATH or pvc://CLAIM/PATH",
+        cel=f"self.uri.matches('{_cel(URI_PATTERN)}')",
+        message=f"model.uri has an unknown form: use {layout.URI_FORMS_TEXT} (for Google Cloud "
+        "Storage s3:// with AWS_ENDPOINT_URL=https://storage.googleapis.com)",
         check=lambda m: re.fullmatch(URI_PATTERN, m.uri) is not None,
     ),
 )
@@ -126,10 +198,52 @@ CACHE_RULES = (
 
 ENGINE_RULES = (
     Rule(
-        cel=f"!has(self.args) || self.args.all(a, !a.matches('{_OWNED_FLAG_RE}'))",
+        cel=f"!has(self.args) || self.args.all(a, !a.matches('{_cel(OWNED_FLAG_RE)}'))",
         message="engine.args sets a flag the operator owns (parallelism, --max-model-len, "
-        "--served-model-name, --port, multi-node flags): use the matching spec field instead",
+        "--served-model-name, --port, multi-node flags; in any spelling: '_' for '-', "
+        "--flag=value, abbreviated): use the matching spec field instead",
         check=lambda e: not any(owned_flag(a) for a in e.args),
+    ),
+    Rule(
+        cel=f"!has(self.args) || self.args.map(a, size(bytes(a)) + 1).sum() <= {ARGS_BYTES_MAX}",
+        message=f"engine.args take more than {ARGS_BYTES_MAX} bytes in total (UTF-8, one more "
+        "per argument), more than the engine's command line can safely hold: shorten them",
+        check=lambda e: args_bytes(e.args) <= ARGS_BYTES_MAX,
+    ),
+    Rule(
+        cel="!has(self.env) || self.env.map(e, size(bytes(e.name)) + "
+        f"(has(e.value) ? size(bytes(e.value)) : 0) + 2).sum() <= {ENV_BYTES_MAX}",
+        message=f"engine.env takes more than {ENV_BYTES_MAX} bytes in total (NAME=value, UTF-8), "
+        "more than the engine's environment can safely hold: move large values into files",
+        check=lambda e: env_bytes(e.env) <= ENV_BYTES_MAX,
+    ),
+    Rule(
+        cel="!has(self.args) || self.args.all(a, !a.contains('\\u0000'))",
+        message="engine.args must not contain NUL characters (a command line cannot hold them): "
+        "remove them",
+        check=lambda e: not any("\0" in a for a in e.args),
+    ),
+)
+
+ENV_RULES = (
+    Rule(
+        cel=f"self.name.matches('{_cel(ENV_NAME_PATTERN)}')",
+        message="engine.env name must be a C identifier (letters, digits and '_', not starting "
+        "with a digit), e.g. MY_SETTING: rename the variable",
+        check=lambda v: re.fullmatch(ENV_NAME_PATTERN, v.name) is not None,
+    ),
+    Rule(
+        cel="!(self.name in [" + ", ".join(f"'{n}'" for n in RESERVED_ENV) + "])",
+        message="engine.env sets a variable the operator sets on every rank ("
+        + ", ".join(RESERVED_ENV)
+        + "): remove it and use the matching spec field",
+        check=lambda v: v.name not in RESERVED_ENV,
+    ),
+    Rule(
+        cel="!has(self.value) || !self.value.contains('\\u0000')",
+        message="engine.env value must not contain NUL characters (an environment cannot hold "
+        "them): remove them",
+        check=lambda v: "\0" not in (v.value or ""),
     ),
 )
 

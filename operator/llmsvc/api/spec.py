@@ -16,6 +16,11 @@ from llmsvc.api.rules import (
     AUTOSCALING_RULES,
     CACHE_RULES,
     ENGINE_RULES,
+    ENV_RULES,
+    MAX_ARG_LENGTH,
+    MAX_ARGS,
+    MAX_ENV,
+    MAX_ENV_VALUE_LENGTH,
     MAX_REPLICAS,
     MODEL_RULES,
     PARALLELISM_RULES,
@@ -35,8 +40,9 @@ class ModelSource(Model):
     uri: str = Field(
         min_length=1,
         max_length=1024,
-        description="Where the weights are: hf://ORG/NAME (Hugging Face), s3://BUCKET/PREFIX, "
-        "gs://BUCKET/PREFIX, https://URL, or pvc://CLAIM/PATH (already on a volume).",
+        description="Where the weights are: hf://ORG/NAME (Hugging Face), s3://BUCKET/PREFIX "
+        "(also S3-compatible stores such as GCS), https://HOST/PATH (or http://), or "
+        "pvc://CLAIM/PATH (already on a volume). The weight puller accepts exactly these forms.",
     )
     revision: str | None = Field(
         default=None,
@@ -97,8 +103,17 @@ class CacheSpec(Model):
 class EnvVar(Model):
     """An environment variable, as in a Pod's container spec."""
 
-    name: str = Field(min_length=1, max_length=256, description="Variable name.")
-    value: str | None = Field(default=None, description="Literal value.")
+    cel_rules: ClassVar[tuple[Rule, ...]] = ENV_RULES
+
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Variable name: a C identifier, not one the operator sets (MASTER_ADDR, "
+        "NODE_RANK, HF_HUB_OFFLINE, ...).",
+    )
+    value: str | None = Field(
+        default=None, max_length=MAX_ENV_VALUE_LENGTH, description="Literal value."
+    )
     value_from: KubeObject | None = Field(
         default=None, description="Source for the value (secretKeyRef, configMapKeyRef, ...)."
     )
@@ -135,18 +150,29 @@ class EngineSpec(Model):
     gpu_memory_utilization: float = Field(
         default=0.9, gt=0, le=1, description="Fraction of each GPU's memory vLLM may use."
     )
-    args: list[Annotated[str, Field(max_length=4096)]] = Field(
+    args: list[Annotated[str, Field(max_length=MAX_ARG_LENGTH)]] = Field(
         default_factory=list,
-        max_length=64,
-        description="Extra `vllm serve` flags, e.g. [--enable-prefix-caching]. Flags the "
-        "operator sets (parallelism, --max-model-len, --served-model-name, --port, multi-node) "
-        "are rejected.",
+        max_length=MAX_ARGS,
+        description="Extra `vllm serve` flags, e.g. [--enable-prefix-caching], passed as "
+        "separate words (no shell); at most 64 KiB in total. Flags the operator sets "
+        "(parallelism, --max-model-len, --served-model-name, --port, multi-node) are rejected "
+        "in any spelling.",
     )
     env: list[EnvVar] = Field(
-        default_factory=list, max_length=128, description="Extra environment for every rank."
+        default_factory=list,
+        max_length=MAX_ENV,
+        description="Extra environment for every rank; at most 32 KiB in total.",
     )
     resources: Resources = Field(
         default_factory=Resources, description="CPU and memory requests and limits per rank."
+    )
+    run_as_user: int | None = Field(
+        default=None,
+        ge=1,
+        le=2_147_483_647,
+        description="Run the engine as this non-root UID (and GID), with runAsNonRoot. Unset: the "
+        "image's user, root for the upstream vLLM images; set it only with an image whose "
+        "caches and HOME are writable by that user.",
     )
 
 
@@ -224,8 +250,12 @@ class AutoscalingSpec(Model):
         default=False,
         description="Create the HPA; it then owns spec.replicas and the operator never writes it.",
     )
-    min_replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS, description="Fewest replicas.")
-    max_replicas: int = Field(default=4, ge=1, le=MAX_REPLICAS, description="Most replicas.")
+    min_replicas: int = Field(
+        default=1, ge=1, le=MAX_REPLICAS, description="Fewest replicas (at most 999)."
+    )
+    max_replicas: int = Field(
+        default=4, ge=1, le=MAX_REPLICAS, description="Most replicas (at most 999, as replicas)."
+    )
     target_queue_length: int = Field(
         default=5,
         ge=1,
@@ -279,15 +309,32 @@ class SchedulingSpec(Model):
     )
 
 
+class NetworkPolicySpec(Model):
+    """Ingress NetworkPolicies for the engine and router pods."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Render NetworkPolicies: each group's ranks accept traffic only from their "
+        "own group and from the router (HTTP); the router accepts clients from clientsFrom.",
+    )
+    clients_from: list[KubeObject] = Field(
+        default_factory=list,
+        max_length=32,
+        description="NetworkPolicyPeers (podSelector/namespaceSelector/ipBlock) that may reach "
+        "the OpenAI port: the router, or the leaders when the router is off. Empty: every pod "
+        "in the cluster.",
+    )
+
+
 class LLMServiceSpec(Model):
     """Desired state of an LLMService."""
 
     replicas: int = Field(
         default=1,
         ge=0,
-        le=MAX_REPLICAS - 1,
-        description="Model replicas (groups of nodesPerReplica pods). Scaled by the HPA when "
-        "autoscaling is enabled.",
+        le=MAX_REPLICAS,
+        description="Model replicas (groups of nodesPerReplica pods), at most 999. Scaled by the "
+        "HPA when autoscaling is enabled.",
     )
     model: ModelSource = Field(description="The model and the source of its weights.")
     cache: CacheSpec = Field(default_factory=CacheSpec, description="Where weights land.")
@@ -303,4 +350,7 @@ class LLMServiceSpec(Model):
     restart: RestartSpec = Field(default_factory=RestartSpec, description="Group restarts.")
     scheduling: SchedulingSpec = Field(
         default_factory=SchedulingSpec, description="Placement of the ranks."
+    )
+    network_policy: NetworkPolicySpec = Field(
+        default_factory=NetworkPolicySpec, description="Who may reach the pods."
     )

@@ -25,6 +25,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),
     "LLMService": ("/apis/llmsvc.io/v1alpha1", "llmservices"),
@@ -37,6 +38,7 @@ CHILD_KINDS = (
     "Role",
     "RoleBinding",
     "HorizontalPodAutoscaler",
+    "NetworkPolicy",
 )
 FIELD_MANAGER = "llmsvc-operator"
 COMPONENT = "llmsvc-operator"

@@ -3,7 +3,8 @@
 No I/O, no clock, no Kubernetes client: the same input always gives the same output, so the
 operator (which adds ownerReferences and applies them) and ``llmsvc render`` share one code path.
 Modules: ``names`` (names, labels, selectors), ``engine`` (StatefulSets), ``command`` (the rank
-script and probes), ``volumes`` (cache and puller), ``services``, ``router``, ``autoscaling``.
+script and probes), ``volumes`` (cache and puller), ``services``, ``router``, ``autoscaling``,
+``network`` (NetworkPolicies).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from llmsvc import __version__
 from llmsvc.api import LLMService
-from llmsvc.render import autoscaling, engine, router, services
+from llmsvc.render import autoscaling, engine, network, router, services
 from llmsvc.render.volumes import model_path
 
 DEFAULT_IMAGE = f"llmsvc/llmservice-operator:{__version__}"
@@ -36,6 +37,7 @@ def render(svc: LLMService, *, image: str = DEFAULT_IMAGE) -> list[dict[str, Any
         *(engine.statefulset(svc, g, path, image) for g in range(svc.spec.replicas)),
         *router.router(svc, image),
         *autoscaling.hpa(svc),
+        *network.network_policies(svc),
     ]
     return sorted(children, key=sort_key)
 

@@ -1,8 +1,12 @@
 """The engine's shell script and probe commands: one pod template serves every rank.
 
 The rank is only known inside the pod (``$NODE_RANK``, from the pod-index label), so the container
-runs ``/bin/sh -c SCRIPT`` that branches on it. Every string that comes from the user (model path,
-served name, extra args) is quoted with :func:`shlex.quote`, so no spec value can inject shell.
+runs ``/bin/sh -c SCRIPT`` that branches on it. The user's extra args never enter the script: they
+are the container's ``args``, i.e. the shell's positional parameters, appended as ``"$@"``. So no
+spec value can inject shell, and each arg is one execve string of its own (bounded by
+:data:`llmsvc.api.rules.ARGS_BYTES_MAX`) instead of part of one script string, which execve caps at
+128 KiB. The other strings from the user (model path, served name) go through
+:func:`shlex.quote`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ HEALTH_TIMEOUT_SECONDS = 4
 
 _IS_LEADER = '[ "$NODE_RANK" = "0" ]'
 INDENT = "  "
+# $0 of the rank script (shown by ps); the container's args follow it as $1, $2, ...
+SCRIPT_NAME = "llmsvc-rank"
 
 
 def vllm_serve(svc: LLMService, model_path: str, *, headless: bool) -> list[str]:
@@ -45,7 +51,7 @@ def vllm_serve(svc: LLMService, model_path: str, *, headless: bool) -> list[str]
         ]
     if headless:
         words.append("--headless")
-    return words + [shlex.quote(arg) for arg in spec.engine.args]
+    return [*words, '"$@"']  # engine.args, passed as the container's args
 
 
 def _exec(words: Sequence[str], indent: str = "") -> str:
@@ -94,10 +100,10 @@ def ray_script(svc: LLMService, model_path: str) -> str:
 
 
 def engine_command(svc: LLMService, model_path: str) -> list[str]:
-    """The engine container's command for the chosen backend."""
+    """The engine container's command for the chosen backend (its args are engine.args)."""
     if svc.spec.parallelism.backend == "ray":
-        return ["/bin/sh", "-c", ray_script(svc, model_path)]
-    return ["/bin/sh", "-c", native_script(svc, model_path)]
+        return ["/bin/sh", "-c", ray_script(svc, model_path), SCRIPT_NAME]
+    return ["/bin/sh", "-c", native_script(svc, model_path), SCRIPT_NAME]
 
 
 def health_probe_command() -> list[str]:

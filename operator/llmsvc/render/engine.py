@@ -5,8 +5,9 @@ template wires the ranks together (env, command), pre-pulls the weights in an in
 and probes only rank 0 over HTTP.
 
 Security: the puller and router run fully restricted (non-root, read-only root filesystem). The
-engine container drops all capabilities and privilege escalation but is not forced to run as
-non-root, because the upstream vLLM images run as root.
+engine container drops all capabilities and privilege escalation and uses the RuntimeDefault
+seccomp profile, but runs as non-root only with ``engine.runAsUser``, because the upstream vLLM
+images run as root (docs/security.md).
 """
 
 from __future__ import annotations
@@ -112,8 +113,10 @@ def engine_container(svc: LLMService, g: int, model_path: str) -> Manifest:
         "name": "engine",
         "image": svc.spec.engine.image,
         "command": engine_command(svc, model_path),
-        "env": rank_env(svc, g),
     }
+    if svc.spec.engine.args:
+        container["args"] = list(svc.spec.engine.args)
+    container["env"] = rank_env(svc, g)
     secret = svc.spec.model.credentials_secret
     if secret:
         container["envFrom"] = [{"secretRef": {"name": secret}}]
@@ -125,8 +128,17 @@ def engine_container(svc: LLMService, g: int, model_path: str) -> Manifest:
             {"name": "dshm", "mountPath": SHM_PATH},
             {"name": MODEL_CACHE, "mountPath": MOUNT_PATH, "readOnly": True},
         ],
-        "securityContext": copy.deepcopy(ENGINE_SECURITY),
+        "securityContext": engine_security(svc),
     }
+
+
+def engine_security(svc: LLMService) -> Manifest:
+    """Restricted apart from the user: root unless engine.runAsUser names a non-root UID."""
+    security = copy.deepcopy(ENGINE_SECURITY)
+    uid = svc.spec.engine.run_as_user
+    if uid is not None:
+        security |= {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid}
+    return security
 
 
 def _affinity(svc: LLMService, g: int) -> Manifest:

@@ -1,0 +1,89 @@
+"""Ingress NetworkPolicies: who may reach the ranks and the router (on unless networkPolicy off).
+
+=======================  ============================  ========================================
+policy                   selects                       admits
+=======================  ============================  ========================================
+``NAME-<g>``             the ranks of group ``g``      every port from the ranks of group ``g``
+                                                       (rendezvous, NCCL/Gloo, Ray); the HTTP
+                                                       port from the router pods
+``NAME-router``          the router pods               the HTTP port from ``clientsFrom``
+``NAME-leaders``         rank 0 of every group,        the HTTP port from ``clientsFrom``
+                         only without a router         (the client Service points at them)
+=======================  ============================  ========================================
+
+``clientsFrom`` empty means every pod of every namespace (``namespaceSelector: {}``): anywhere in
+the cluster, nothing outside it. Egress is not restricted (the puller downloads weights).
+NetworkPolicies add up, so more sources (e.g. Prometheus scraping the ranks' ``/metrics``) are
+granted by a policy of one's own next to these.
+
+One policy per group, because a rule cannot say "the same group as the receiving pod". Policies
+exist for the groups ``0..replicas``: group ``replicas`` is the surge group a rollout may create,
+which must not start without its policy (while it does not exist the policy selects nothing).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from llmsvc.api import LLMService
+from llmsvc.render import names
+
+Manifest = dict[str, Any]
+
+API_VERSION = "networking.k8s.io/v1"
+ANYWHERE_IN_CLUSTER: list[Manifest] = [{"namespaceSelector": {}}]
+
+
+def _http_port() -> list[Manifest]:
+    return [{"protocol": "TCP", "port": names.HTTP_PORT}]
+
+
+def _policy(
+    svc: LLMService, name: str, selector: dict[str, str], rules: list[Manifest]
+) -> Manifest:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": name,
+            "namespace": svc.namespace,
+            "labels": names.common_labels(svc.name, names.SERVICE),
+        },
+        "spec": {
+            "podSelector": {"matchLabels": selector},
+            "policyTypes": ["Ingress"],
+            "ingress": rules,
+        },
+    }
+
+
+def clients(svc: LLMService) -> list[Manifest]:
+    """The peers allowed to reach the OpenAI port: ``clientsFrom``, else the whole cluster."""
+    return copy.deepcopy(svc.spec.network_policy.clients_from or ANYWHERE_IN_CLUSTER)
+
+
+def group_policy(svc: LLMService, g: int) -> Manifest:
+    """``NAME-g``: the ranks of group ``g`` talk to each other; the router reaches their HTTP."""
+    own_group = {"podSelector": {"matchLabels": names.group_selector(svc.name, g)}}
+    rules: list[Manifest] = [{"from": [own_group]}]
+    if svc.spec.router.enabled:
+        router = {"podSelector": {"matchLabels": names.router_selector(svc.name)}}
+        rules.append({"from": [router], "ports": _http_port()})
+    return _policy(svc, names.statefulset(svc.name, g), names.group_selector(svc.name, g), rules)
+
+
+def front_policy(svc: LLMService) -> Manifest:
+    """``NAME-router`` (or ``NAME-leaders`` without a router): clients reach the HTTP port."""
+    rules = [{"from": clients(svc), "ports": _http_port()}]
+    if svc.spec.router.enabled:
+        return _policy(svc, names.router(svc.name), names.router_selector(svc.name), rules)
+    return _policy(svc, names.leaders(svc.name), names.leader_selector(svc.name), rules)
+
+
+def network_policies(svc: LLMService) -> list[Manifest]:
+    """Every NetworkPolicy of ``svc``, or none when ``networkPolicy.enabled`` is false."""
+    if not svc.spec.network_policy.enabled:
+        return []
+    groups = [group_policy(svc, g) for g in range(svc.spec.replicas + 1)]
+    return [*groups, front_policy(svc)]

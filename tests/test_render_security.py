@@ -1,0 +1,230 @@
+"""Security defaults of the rendered children: who can reach what (NetworkPolicies, evaluated
+with the API's own semantics), container security contexts, and the Pod Security Standards'
+restricted profile for the router, the puller and (with engine.runAsUser) the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from llmsvc.api.rules import RESERVED_ENV
+from llmsvc.render import names, render
+from tests.invalid_cases import merge, setter
+from tests.render_helpers import Manifest, by_key, engine_of, kinds, load, svc_with
+
+# --- NetworkPolicy semantics (ingress only, the parts we render) -------------------------------
+
+
+@dataclass(frozen=True)
+class Pod:
+    """A pod as a NetworkPolicy sees it: namespace, labels."""
+
+    namespace: str
+    labels: dict[str, str]
+
+
+def _matches(selector: Manifest, labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, selector  # we render matchLabels only
+    wanted: dict[str, str] = selector.get("matchLabels", {})
+    return labels.items() >= wanted.items()
+
+
+def _peer_admits(peer: Manifest, source: Pod, policy_ns: str) -> bool:
+    if "namespaceSelector" in peer:  # {} = every namespace (labels of namespaces: none needed)
+        assert peer["namespaceSelector"] == {}, peer
+        return "podSelector" not in peer or _matches(peer["podSelector"], source.labels)
+    return source.namespace == policy_ns and _matches(peer["podSelector"], source.labels)
+
+
+def _rule_admits(rule: Manifest, source: Pod, port: int, policy_ns: str) -> bool:
+    ports = rule.get("ports")
+    if ports is not None and not any(p["port"] == port for p in ports):
+        return False
+    return any(_peer_admits(peer, source, policy_ns) for peer in rule["from"])
+
+
+def reachable(policies: list[Manifest], source: Pod, target: Pod, port: int) -> bool:
+    """Whether ``source`` may open ``target:port`` under ``policies`` (Kubernetes' union rule)."""
+    selecting = [
+        p
+        for p in policies
+        if p["metadata"]["namespace"] == target.namespace
+        and _matches(p["spec"]["podSelector"], target.labels)
+    ]
+    if not selecting:
+        return True  # a pod no policy selects is not isolated
+    return any(
+        _rule_admits(rule, source, port, p["metadata"]["namespace"])
+        for p in selecting
+        for rule in p["spec"]["ingress"]
+    )
+
+
+def _rank(svc_name: str, g: int, rank: int) -> Pod:
+    labels = names.common_labels(svc_name, names.ENGINE) | {
+        names.LABEL_GROUP: str(g),
+        names.POD_INDEX: str(rank),
+    }
+    return Pod("default", labels)
+
+
+def _router(svc_name: str) -> Pod:
+    return Pod("default", names.common_labels(svc_name, names.ROUTER))
+
+
+ELSEWHERE = Pod("other-team", {"app": "client"})
+NEIGHBOUR = Pod("default", {"app": "client"})
+HTTP, RENDEZVOUS = names.HTTP_PORT, names.RENDEZVOUS_PORT
+
+
+def test_ranks_accept_their_own_group_and_the_router_only() -> None:
+    svc = svc_with(
+        setter("spec.replicas", 2), merge("spec.parallelism", {"tensor": 1, "pipeline": 2})
+    )
+    policies = kinds(render(svc), "NetworkPolicy")
+    name = svc.name
+    leader0, worker0, leader1 = _rank(name, 0, 0), _rank(name, 0, 1), _rank(name, 1, 0)
+    assert reachable(policies, worker0, leader0, RENDEZVOUS)
+    assert reachable(policies, leader0, worker0, 12345)  # NCCL/Gloo pick ports freely
+    assert not reachable(policies, leader1, worker0, RENDEZVOUS)  # another group
+    assert not reachable(policies, leader1, leader0, HTTP)
+    assert reachable(policies, _router(name), leader0, HTTP)
+    assert not reachable(policies, _router(name), leader0, RENDEZVOUS)
+    for stranger in (ELSEWHERE, NEIGHBOUR, _router("other-model")):
+        assert not reachable(policies, stranger, leader0, HTTP)
+        assert not reachable(policies, stranger, worker0, RENDEZVOUS)
+    # the router takes clients from anywhere in the cluster, on its HTTP port only
+    assert reachable(policies, ELSEWHERE, _router(name), HTTP)
+    assert not reachable(policies, ELSEWHERE, _router(name), 9090)
+
+
+def test_the_surge_group_is_covered_before_it_exists() -> None:
+    svc = svc_with(setter("spec.replicas", 2))
+    children = render(svc)
+    assert {("NetworkPolicy", f"{svc.name}-{g}") for g in range(3)} <= set(by_key(children))
+    surge = _rank(svc.name, 2, 0)
+    policies = kinds(children, "NetworkPolicy")
+    assert not reachable(policies, _rank(svc.name, 0, 0), surge, RENDEZVOUS)
+
+
+def test_without_a_router_clients_reach_the_leaders_http_only() -> None:
+    svc = svc_with(setter("spec.router.enabled", False))
+    policies = kinds(render(svc), "NetworkPolicy")
+    assert {p["metadata"]["name"] for p in policies} == {
+        f"{svc.name}-0",
+        f"{svc.name}-1",
+        f"{svc.name}-leaders",
+    }
+    leader = _rank(svc.name, 0, 0)
+    assert reachable(policies, ELSEWHERE, leader, HTTP)
+    assert not reachable(policies, ELSEWHERE, leader, RENDEZVOUS)
+
+
+def test_clients_from_narrows_who_reaches_the_router() -> None:
+    peer = {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "client"}}}
+    svc = svc_with(setter("spec.networkPolicy.clientsFrom", [peer]))
+    policies = kinds(render(svc), "NetworkPolicy")
+    assert reachable(policies, ELSEWHERE, _router(svc.name), HTTP)
+    assert not reachable(policies, Pod("other-team", {"app": "x"}), _router(svc.name), HTTP)
+
+
+def test_network_policies_can_be_turned_off() -> None:
+    svc = svc_with(setter("spec.networkPolicy.enabled", False))
+    assert not kinds(render(svc), "NetworkPolicy")
+    assert kinds(render(load("01-single-gpu.yaml")), "NetworkPolicy")  # on by default
+
+
+def test_policies_are_ingress_only_and_labelled_for_pruning() -> None:
+    svc = load("04-three-replicas.yaml")
+    for policy in kinds(render(svc), "NetworkPolicy"):
+        assert policy["apiVersion"] == "networking.k8s.io/v1"
+        assert policy["spec"]["policyTypes"] == ["Ingress"]  # the puller downloads weights
+        assert policy["metadata"]["labels"][names.LABEL_NAME] == svc.name
+
+
+# --- security contexts ------------------------------------------------------------------------
+
+
+def _pod(children: list[Manifest], kind: str) -> Manifest:
+    pod: Manifest = kinds(children, kind)[0]["spec"]["template"]["spec"]
+    return pod
+
+
+def test_engine_drops_privileges_and_runs_as_the_users_uid_when_asked() -> None:
+    plain = engine_of(kinds(render(svc_with()), "StatefulSet")[0])["securityContext"]
+    assert plain == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    svc = svc_with(setter("spec.engine.runAsUser", 1000))
+    security = engine_of(kinds(render(svc), "StatefulSet")[0])["securityContext"]
+    assert security == plain | {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000}
+
+
+def restricted_violations(pod: Manifest) -> list[str]:
+    """What the Pod Security Standards' restricted profile (v1.37) refuses in ``pod``."""
+    found: list[str] = []
+    pod_ctx = pod.get("securityContext", {})
+    if pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC"):
+        found.append("host namespaces")
+    allowed_volumes = {"name", "emptyDir", "persistentVolumeClaim", "configMap", "secret"}
+    allowed_volumes |= {"projected", "downwardAPI", "ephemeral", "csi"}
+    found += [f"volume {v['name']}" for v in pod.get("volumes", []) if set(v) - allowed_volumes]
+    for c in [*pod.get("initContainers", []), *pod["containers"]]:
+        ctx = c.get("securityContext", {})
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{c['name']}: allowPrivilegeEscalation")
+        if ctx.get("capabilities", {}).get("drop") != ["ALL"]:
+            found.append(f"{c['name']}: capabilities")
+        if set(ctx.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            found.append(f"{c['name']}: added capabilities")
+        if not (ctx.get("runAsNonRoot") or pod_ctx.get("runAsNonRoot")):
+            found.append(f"{c['name']}: runAsNonRoot")
+        if ctx.get("runAsUser", pod_ctx.get("runAsUser")) == 0:
+            found.append(f"{c['name']}: runAsUser 0")
+        seccomp = ctx.get("seccompProfile", pod_ctx.get("seccompProfile", {}))
+        if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{c['name']}: seccomp")
+        if ctx.get("privileged") or c.get("ports", [{}])[0].get("hostPort"):
+            found.append(f"{c['name']}: privileged or hostPort")
+    return found
+
+
+def test_router_and_puller_meet_the_restricted_profile() -> None:
+    children = render(load("03-two-nodes.yaml"))
+    assert restricted_violations(_pod(children, "Deployment")) == []
+    engine_pod = _pod(children, "StatefulSet")
+    puller_only = {**engine_pod, "containers": engine_pod["initContainers"]}
+    assert restricted_violations({**puller_only, "initContainers": []}) == []
+
+
+def test_engine_meets_the_restricted_profile_only_with_run_as_user() -> None:
+    root = _pod(render(svc_with()), "StatefulSet")
+    assert restricted_violations(root) == ["engine: runAsNonRoot"]
+    non_root = _pod(render(svc_with(setter("spec.engine.runAsUser", 1000))), "StatefulSet")
+    assert restricted_violations(non_root) == []
+
+
+def test_the_checker_catches_what_restricted_refuses() -> None:
+    pod: dict[str, Any] = {
+        "containers": [{"name": "c"}],
+        "volumes": [{"name": "h", "hostPath": {}}],
+    }
+    problems = restricted_violations(pod)
+    for word in ("hostPath", "allowPrivilegeEscalation", "capabilities", "runAsNonRoot", "seccomp"):
+        assert any(word in p or (word == "hostPath" and p == "volume h") for p in problems), word
+
+
+# --- environment --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("example", ["03-two-nodes.yaml", "06-ray.yaml"])
+def test_every_variable_the_operator_sets_is_reserved(example: str) -> None:
+    """engine.env may not override them (admission refuses RESERVED_ENV): keep the two in step."""
+    svc = load(example)
+    sts = kinds(render(svc), "StatefulSet")[0]
+    rendered = {e["name"] for e in engine_of(sts)["env"]} - {e.name for e in svc.spec.engine.env}
+    assert rendered == set(RESERVED_ENV)
