@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmsvc.puller.manifest import Checksum, etag_part_sizes, new_digest
+from llmsvc.puller.parts import Part, contiguous, plan_parts
 from llmsvc.puller.progress import human, progress_line
-from llmsvc.puller.transfer import Part, contiguous, plan_parts
 
 MiB = 1 << 20
 
