@@ -109,11 +109,13 @@ def test_scale_down_deletes_highest_groups_first() -> None:
     svc, live = converge(service(replicas=4), [])
     smaller = with_status(service(replicas=1), svc.status.wire())
     deleted = [key(o) for o in run(smaller, live, []).delete]
-    assert deleted == [
+    assert deleted[:3] == [
         ("StatefulSet", "llama-3"),
         ("StatefulSet", "llama-2"),
         ("StatefulSet", "llama-1"),
     ]
+    # then the NetworkPolicies of the groups gone (llama-1 stays: the surge group's slot)
+    assert set(deleted[3:]) == {("NetworkPolicy", f"llama-{g}") for g in (2, 3, 4)}
 
 
 def test_router_disabled_prunes_router_objects_and_autoscaling_off_prunes_hpa() -> None:
@@ -125,6 +127,7 @@ def test_router_disabled_prunes_router_objects_and_autoscaling_off_prunes_hpa() 
         ("ServiceAccount", "llama-router"),
         ("Role", "llama-router"),
         ("RoleBinding", "llama-router"),
+        ("NetworkPolicy", "llama-router"),
         ("HorizontalPodAutoscaler", "llama"),
     }
 
