@@ -2,6 +2,8 @@
 
 Usage: ``python fileserver.py ROOT PORT [SHA256_JSON]``; binds 127.0.0.1 only. With SHA256_JSON
 (``{"name": "hex"}``) it sends ``X-Checksum-Sha256`` so ``llmsvc pull`` verifies what it fetched.
+Like nginx it sends an ETag (mtime and size), without which ``llmsvc pull`` fetches a file in one
+stream instead of parallel ranges.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def make_handler(root: Path, sums: dict[str, str]) -> type[BaseHTTPRequestHandle
             self.send_response(status)
             self.send_header("Content-Length", str(end - start))
             self.send_header("Accept-Ranges", "bytes")
+            stat = path.stat()  # an ETag as nginx makes it: a puller resumes only with one
+            self.send_header("ETag", f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"')
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
             if name in sums:
