@@ -126,6 +126,11 @@ class Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.status is not None:
             self.reply(fault.status, b"injected failure", entry)
             return
+        etag = f'"{hashlib.sha1(data).hexdigest()}"'
+        wanted = self.headers.get("If-Match")
+        if self.state.validators and wanted is not None and wanted != etag:
+            self.reply(412, b"precondition failed", entry)
+            return
         start, end, status = 0, len(data), 200
         m = _RANGE.match(entry.range or "") if self.state.ranges else None
         if m is not None:
@@ -137,7 +142,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Accept-Ranges", "bytes" if self.state.ranges else "none")
         if self.state.validators:
-            self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+            self.send_header("ETag", etag)
         if self.state.sha256:
             self.send_header("X-Checksum-Sha256", hashlib.sha256(data).hexdigest())
         self.send_header("Content-Length", str(end - start))

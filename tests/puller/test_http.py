@@ -178,6 +178,23 @@ def test_retry_without_a_validator_starts_the_file_over(
     assert ranges[1:] == [whole, whole], ranges  # after the probe: the whole file, twice
 
 
+def test_a_file_changing_mid_download_is_never_mixed(http_server: Server, tmp_path: Path) -> None:
+    """With an ETag the ranges ask If-Match: a file replaced mid-download fails the pull (exit 7,
+    no marker) instead of mixing versions; the next pull fetches the new version whole."""
+    old, new = b"a" * (6 * MiB), b"b" * (6 * MiB)
+    _serve(http_server, {"w.bin": old})
+    http_server.state.faults["/m/w.bin"] = Fault(drop_after=MiB, times=2, then_serve=new)
+    uri = f"{http_server.url}/m/w.bin"
+    flags = ("--part-size", "1Mi", "--multipart-threshold", "2Mi", "--concurrency", "1")
+    first = run_pull(uri, str(tmp_path), *flags)
+    assert first.returncode == 7, first.stderr
+    assert "changed while it was being downloaded" in first.stderr
+    assert not (Path(model_path(uri, None, str(tmp_path))) / ".llmsvc-complete.json").exists()
+    second = run_pull(uri, str(tmp_path), *flags)
+    assert second.returncode == 0, second.stderr
+    assert (Path(second.stdout.strip()) / "w.bin").read_bytes() == new
+
+
 def test_server_without_ranges_gets_one_stream_and_resume_skips(
     http_server: Server, tmp_path: Path
 ) -> None:

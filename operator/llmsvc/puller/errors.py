@@ -9,6 +9,10 @@ EXIT_ACCESS_DENIED = 4
 EXIT_NO_SPACE = 5
 EXIT_NETWORK = 6
 EXIT_VERIFY = 7
+CHANGED = (
+    "the object changed while it was being downloaded (its ETag or Last-Modified no longer "
+    "matches); run the pull again to fetch the new version"
+)
 
 
 class PullError(Exception):

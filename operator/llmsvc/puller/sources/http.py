@@ -18,10 +18,12 @@ from email.message import Message
 from urllib.parse import urljoin, urlsplit
 
 from llmsvc.puller.errors import (
+    CHANGED,
     AccessDeniedError,
     NetworkError,
     NotFoundError,
     TransientError,
+    VerifyError,
 )
 from llmsvc.puller.manifest import Checksum, RemoteFile
 from llmsvc.puller.sources import Listing
@@ -109,9 +111,12 @@ class HttpClient:
             self.forget()
             raise TransientError(f"GET {parts.netloc}{parts.path}: {exc!r}") from exc
 
-    def get(self, url: str, start: int = 0, end: int | None = None) -> HttpStream:
-        """Open bytes ``[start, end)`` of ``url`` (``end=None``: to the end of the resource)."""
-        headers = dict(self._headers)
+    def get(
+        self, url: str, start: int = 0, end: int | None = None, validator: str = ""
+    ) -> HttpStream:
+        """Open bytes ``[start, end)`` of ``url`` (``end=None``: to the end of the resource);
+        with ``validator`` (the ETag or Last-Modified seen before) only if it is unchanged."""
+        headers = dict(self._headers) | _precondition(validator)
         if start or end is not None:
             last = "" if end is None else str(end - 1)
             headers["Range"] = f"bytes={start}-{last}"
@@ -147,6 +152,8 @@ class HttpClient:
         where = _safe(url)
         if status in _RETRY_STATUS:
             return TransientError(f"HTTP {status} from {where}")
+        if status == 412:
+            return VerifyError(f"{where}: {CHANGED}")
         if status in (404, 410):
             return NotFoundError(f"{where} does not exist (HTTP {status})")
         if status in (401, 403):
@@ -155,6 +162,15 @@ class HttpClient:
                 "check that the credential exists and may read this resource"
             )
         return NetworkError(f"unexpected HTTP {status} from {where}: {body[:200]}")
+
+
+def _precondition(validator: str) -> dict[str, str]:
+    """If-Match for a strong ETag, If-Unmodified-Since for a date (weak ETags cannot be used)."""
+    if validator.startswith('"'):
+        return {"If-Match": validator}
+    if validator and not validator.startswith("W/"):
+        return {"If-Unmodified-Since": validator}
+    return {}
 
 
 def _safe(url: str) -> str:
@@ -230,7 +246,7 @@ class HttpsSource:
         return Listing(out, "")
 
     def open(self, f: RemoteFile, start: int, end: int) -> HttpStream:
-        return self._client.get(f.key, start, end)
+        return self._client.get(f.key, start, end, f.extra.get("validator", ""))
 
     def expected(self, f: RemoteFile) -> Checksum | None:
         return f.checksum

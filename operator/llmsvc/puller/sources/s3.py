@@ -19,7 +19,14 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from llmsvc.puller.errors import AccessDeniedError, NotFoundError, PullError, TransientError
+from llmsvc.puller.errors import (
+    CHANGED,
+    AccessDeniedError,
+    NotFoundError,
+    PullError,
+    TransientError,
+    VerifyError,
+)
 from llmsvc.puller.manifest import Checksum, RemoteFile
 from llmsvc.puller.sources import Listing
 
@@ -123,8 +130,10 @@ class S3Source:
 
     def open(self, f: RemoteFile, start: int, end: int) -> S3Stream:
         rng = f"bytes={start}-{end - 1}"
+        # If-Match: a range of a newer object would mix two versions in one file.
+        cond = {"IfMatch": f.extra["validator"]} if f.extra.get("validator") else {}
         resp = self._call(
-            lambda: self.client.get_object(Bucket=self.bucket, Key=f.key, Range=rng), f.key
+            lambda: self.client.get_object(Bucket=self.bucket, Key=f.key, Range=rng, **cond), f.key
         )
         if resp.get("ServerSideEncryption", "").startswith("aws:kms") or resp.get(
             "SSECustomerAlgorithm"
@@ -148,6 +157,8 @@ class S3Source:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
         where = f"s3://{self.bucket}/{self.prefix} ({what})"
+        if code == "PreconditionFailed" or status == 412:
+            return VerifyError(f"{where}: {CHANGED}")
         if code in _DENIED or status == 403:
             return AccessDeniedError(f"{where}: access denied ({code}) with {self.credential}")
         if code in _MISSING or status == 404:
