@@ -131,15 +131,18 @@ class S3Source:
     def open(self, f: RemoteFile, start: int, end: int) -> S3Stream:
         rng = f"bytes={start}-{end - 1}"
         # If-Match: a range of a newer object would mix two versions in one file.
-        cond = {"IfMatch": f.extra["validator"]} if f.extra.get("validator") else {}
-        resp = self._call(
-            lambda: self.client.get_object(Bucket=self.bucket, Key=f.key, Range=rng, **cond), f.key
-        )
+        etag = f.extra.get("validator", "")
+        resp = self._call(lambda: self._get(f.key, rng, etag), f.key)
         if resp.get("ServerSideEncryption", "").startswith("aws:kms") or resp.get(
             "SSECustomerAlgorithm"
         ):
             self.encrypted.add(f.key)
         return S3Stream(resp["Body"])
+
+    def _get(self, key: str, rng: str, etag: str) -> Any:
+        if etag:
+            return self.client.get_object(Bucket=self.bucket, Key=key, Range=rng, IfMatch=etag)
+        return self.client.get_object(Bucket=self.bucket, Key=key, Range=rng)
 
     def expected(self, f: RemoteFile) -> Checksum | None:
         """The checksum to verify: none for KMS/SSE-C objects, whose ETag is not a digest."""
