@@ -202,7 +202,7 @@ ENGINE_RULES = (
         message="engine.args sets a flag the operator owns (parallelism, --max-model-len, "
         "--served-model-name, --port, multi-node flags; in any spelling: '_' for '-', "
         "--flag=value, abbreviated): use the matching spec field instead",
-        check=lambda e: not any(owned_flag(a) for a in e.args),
+        check=lambda e: not any(re.fullmatch(OWNED_FLAG_RE, a) for a in e.args),
     ),
     Rule(
         cel=f"!has(self.args) || self.args.map(a, size(bytes(a)) + 1).sum() <= {ARGS_BYTES_MAX}",
