@@ -313,3 +313,15 @@ def test_notes_say_how_to_check_and_what_to_apply() -> None:
     assert "rollout status deployment/rel-llmservice-operator" in proc.stdout
     assert "kubectl apply -n default -f examples/01-single-gpu.yaml" in proc.stdout
     assert "kubectl apply --server-side --force-conflicts -f" in proc.stdout  # CRD upgrade
+
+
+@pytest.mark.parametrize(
+    "flags", [(), ("--set", "nameOverride=llm", "--set", "fullnameOverride=x")]
+)
+def test_operator_pods_wear_the_labels_the_network_policies_admit(flags: tuple[str, ...]) -> None:
+    """The rendered NetworkPolicies let the operator scrape /metrics by these pod labels."""
+    from llmsvc.render.network import OPERATOR_POD_LABELS
+
+    (deployment,) = [d for d in render(*flags) if d["kind"] == "Deployment"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels.items() >= OPERATOR_POD_LABELS.items()

@@ -11,6 +11,7 @@ import pytest
 
 from llmsvc.api.rules import RESERVED_ENV
 from llmsvc.render import names, render
+from llmsvc.render.network import OPERATOR_POD_LABELS
 from tests.invalid_cases import merge, setter
 from tests.render_helpers import Manifest, by_key, engine_of, kinds, load, svc_with
 
@@ -32,6 +33,7 @@ def _matches(selector: Manifest, labels: dict[str, str]) -> bool:
 
 
 def _peer_admits(peer: Manifest, source: Pod, policy_ns: str) -> bool:
+    assert set(peer) <= {"namespaceSelector", "podSelector"}, peer
     if "namespaceSelector" in peer:  # {} = every namespace (labels of namespaces: none needed)
         assert peer["namespaceSelector"] == {}, peer
         return "podSelector" not in peer or _matches(peer["podSelector"], source.labels)
@@ -98,6 +100,24 @@ def test_ranks_accept_their_own_group_and_the_router_only() -> None:
     # the router takes clients from anywhere in the cluster, on its HTTP port only
     assert reachable(policies, ELSEWHERE, _router(name), HTTP)
     assert not reachable(policies, ELSEWHERE, _router(name), 9090)
+
+
+OPERATOR = Pod("llmsvc-system", dict(OPERATOR_POD_LABELS))
+
+
+@pytest.mark.parametrize("router", [True, False])
+def test_the_operator_scrapes_http_only_even_with_narrow_clients(router: bool) -> None:
+    peer = {"podSelector": {"matchLabels": {"app": "client"}}}
+    svc = svc_with(
+        setter("spec.router.enabled", router), setter("spec.networkPolicy.clientsFrom", [peer])
+    )
+    policies = kinds(render(svc), "NetworkPolicy")
+    leader = _rank(svc.name, 0, 0)
+    assert reachable(policies, OPERATOR, leader, HTTP)  # the queue metric for the HPA
+    assert not reachable(policies, OPERATOR, leader, RENDEZVOUS)
+    assert reachable(policies, OPERATOR, _router(svc.name), HTTP)
+    impostor = Pod("x", {"app.kubernetes.io/component": "operator"})
+    assert not reachable(policies, impostor, leader, HTTP)
 
 
 def test_the_surge_group_is_covered_before_it_exists() -> None:

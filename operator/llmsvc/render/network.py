@@ -5,16 +5,18 @@ policy                   selects                       admits
 =======================  ============================  ========================================
 ``NAME-<g>``             the ranks of group ``g``      every port from the ranks of group ``g``
                                                        (rendezvous, NCCL/Gloo, Ray); the HTTP
-                                                       port from the router pods
-``NAME-router``          the router pods               the HTTP port from ``clientsFrom``
-``NAME-leaders``         rank 0 of every group,        the HTTP port from ``clientsFrom``
-                         only without a router         (the client Service points at them)
+                                                       port from the router pods and the operator
+``NAME-router``          the router pods               the HTTP port from ``clientsFrom`` and
+                                                       the operator
+``NAME-leaders``         rank 0 of every group,        as the router (the client Service points
+                         only without a router         at them)
 =======================  ============================  ========================================
 
 ``clientsFrom`` empty means every pod of every namespace (``namespaceSelector: {}``): anywhere in
-the cluster, nothing outside it. Egress is not restricted (the puller downloads weights).
-NetworkPolicies add up, so more sources (e.g. Prometheus scraping the ranks' ``/metrics``) are
-granted by a policy of one's own next to these.
+the cluster, nothing outside it. The operator (any namespace, by its pod labels) scrapes
+``/metrics`` for the autoscaling queue metric. Egress is not restricted (the puller downloads
+weights). NetworkPolicies add up, so more sources (e.g. Prometheus scraping the ranks'
+``/metrics``) are granted by a policy of one's own next to these.
 
 One policy per group, because a rule cannot say "the same group as the receiving pod". Policies
 exist for the groups ``0..replicas``: group ``replicas`` is the surge group a rollout may create,
@@ -33,6 +35,13 @@ Manifest = dict[str, Any]
 
 API_VERSION = "networking.k8s.io/v1"
 ANYWHERE_IN_CLUSTER: list[Manifest] = [{"namespaceSelector": {}}]
+# The operator's pods (labels the Helm chart sets whatever the release name): the operator scrapes
+# the leaders' and routers' /metrics on the HTTP port for the queue-length autoscaling metric.
+OPERATOR_POD_LABELS = {
+    "app.kubernetes.io/part-of": "llmservice-operator",
+    "app.kubernetes.io/component": "operator",
+}
+OPERATOR: Manifest = {"namespaceSelector": {}, "podSelector": {"matchLabels": OPERATOR_POD_LABELS}}
 
 
 def _http_port() -> list[Manifest]:
@@ -64,18 +73,19 @@ def clients(svc: LLMService) -> list[Manifest]:
 
 
 def group_policy(svc: LLMService, g: int) -> Manifest:
-    """``NAME-g``: the ranks of group ``g`` talk to each other; the router reaches their HTTP."""
+    """``NAME-g``: the ranks of group ``g`` talk to each other; the router and the operator
+    (metrics) reach their HTTP port."""
     own_group = {"podSelector": {"matchLabels": names.group_selector(svc.name, g)}}
-    rules: list[Manifest] = [{"from": [own_group]}]
+    http_from = [copy.deepcopy(OPERATOR)]
     if svc.spec.router.enabled:
-        router = {"podSelector": {"matchLabels": names.router_selector(svc.name)}}
-        rules.append({"from": [router], "ports": _http_port()})
+        http_from.insert(0, {"podSelector": {"matchLabels": names.router_selector(svc.name)}})
+    rules: list[Manifest] = [{"from": [own_group]}, {"from": http_from, "ports": _http_port()}]
     return _policy(svc, names.statefulset(svc.name, g), names.group_selector(svc.name, g), rules)
 
 
 def front_policy(svc: LLMService) -> Manifest:
     """``NAME-router`` (or ``NAME-leaders`` without a router): clients reach the HTTP port."""
-    rules = [{"from": clients(svc), "ports": _http_port()}]
+    rules = [{"from": [*clients(svc), copy.deepcopy(OPERATOR)], "ports": _http_port()}]
     if svc.spec.router.enabled:
         return _policy(svc, names.router(svc.name), names.router_selector(svc.name), rules)
     return _policy(svc, names.leaders(svc.name), names.leader_selector(svc.name), rules)
