@@ -40,8 +40,8 @@ NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 # Flags the operator renders itself; users may not pass them in engine.args. vLLM's parser reads
 # '_' as '-' in a flag name, takes --flag=value, and argparse accepts unambiguous abbreviations of
-# long flags and an attached value after a one-letter short flag (-n2), so every such spelling is
-# refused too (abbreviations from ABBREV_MIN characters on: shorter ones are ambiguous anyway).
+# flags and an attached value after a one-letter short flag (-n2), so every such spelling is
+# refused too (abbreviations from ABBREV_MIN letters on: shorter ones are ambiguous anyway).
 OWNED_FLAGS = (
     "--tensor-parallel-size",
     "-tp",
@@ -99,36 +99,40 @@ MAX_ENV = 128
 MAX_ENV_VALUE_LENGTH = 16384
 
 
-def _abbreviations(body: str, keep: int) -> str:
-    """A regex for ``body`` and every prefix of it at least ``keep`` long, '-' matching '_'."""
-
-    def char(c: str) -> str:
-        return "[-_]" if c == "-" else re.escape(c)
-
-    nested = ""
-    for c in reversed(body[keep:]):
-        nested = f"({char(c)}{nested})?"
-    return "".join(char(c) for c in body[:keep]) + nested
+# The owned-flag rule, in CEL and Python alike: NAME is the argument up to its first '=', with '_'
+# read as '-'. It sets an owned flag when NAME is a prefix of one (an abbreviation) of at least
+# ABBREV_MIN letters after '--' (two characters for the short -tp, -pp), or when it starts with a
+# one-letter short flag (-n2). Prefix tests instead of one big regular expression: the API server
+# budgets a regex by its length times the argument's, and that does not fit.
+_PREFIX_FLAGS = tuple(f for f in OWNED_FLAGS if len(f) > 2)
+_LETTER_FLAGS = tuple(f for f in OWNED_FLAGS if len(f) == 2)
+_LONG_MIN = 2 + ABBREV_MIN
 
 
-def _flag_regex(flag: str) -> str:
-    if flag.startswith("--"):
-        return "--" + _abbreviations(flag[2:], ABBREV_MIN)
-    if len(flag) == 2:
-        return flag + ".*"  # -n2, -n=2, -n 2 all set -n
-    return "-" + _abbreviations(flag[1:], 1)
-
-
-_FLAG_RES = {flag: f"({_flag_regex(flag)})(=.*)?" for flag in OWNED_FLAGS}
-OWNED_FLAG_RE = "(?s)^(" + "|".join(_FLAG_RES.values()) + ")$"
+def flag_name(arg: str) -> str:
+    """What argparse looks up for ``arg`` in vLLM: the part before '=', '_' read as '-'."""
+    return arg.split("=", 1)[0].replace("_", "-")
 
 
 def owned_flag(arg: str) -> str | None:
     """The operator-owned flag that ``arg`` sets, if any (``--port=1``, ``--tensor_parallel``)."""
-    for flag, regex in _FLAG_RES.items():
-        if re.fullmatch(f"(?s){regex}", arg):
-            return flag
-    return None
+    n = flag_name(arg)
+    least = _LONG_MIN if n.startswith("--") else 2
+    found = [f for f in _PREFIX_FLAGS if f.startswith(n) and len(n) >= least]
+    found += [f for f in _LETTER_FLAGS if n.startswith(f)]
+    return found[0] if found else None
+
+
+def _cel_list(items: Iterable[str]) -> str:
+    return "[" + ", ".join(f"'{i}'" for i in items) + "]"
+
+
+OWNED_FLAGS_CEL = (
+    "!has(self.args) || self.args.map(a, a.split('=')[0].replace('_', '-')).all(n, !("
+    f"{_cel_list(_PREFIX_FLAGS)}.exists(f, f.startsWith(n) && "
+    f"size(n) >= (n.startsWith('--') ? {_LONG_MIN} : 2))"
+    f" || {_cel_list(_LETTER_FLAGS)}.exists(f, n.startsWith(f))))"
+)
 
 
 def args_bytes(args: Iterable[str]) -> int:
@@ -198,11 +202,11 @@ CACHE_RULES = (
 
 ENGINE_RULES = (
     Rule(
-        cel=f"!has(self.args) || self.args.all(a, !a.matches('{_cel(OWNED_FLAG_RE)}'))",
+        cel=OWNED_FLAGS_CEL,
         message="engine.args sets a flag the operator owns (parallelism, --max-model-len, "
         "--served-model-name, --port, multi-node flags; in any spelling: '_' for '-', "
         "--flag=value, abbreviated): use the matching spec field instead",
-        check=lambda e: not any(re.fullmatch(OWNED_FLAG_RE, a) for a in e.args),
+        check=lambda e: not any(owned_flag(a) for a in e.args),
     ),
     Rule(
         cel=f"!has(self.args) || self.args.map(a, size(bytes(a)) + 1).sum() <= {ARGS_BYTES_MAX}",
