@@ -43,7 +43,7 @@ async def observe(kube: Kube, svc: LLMService) -> tuple[dict[tuple[str, str], Ob
     return live, pods
 
 
-async def execute(kube: Kube, svc: LLMService, todo: Plan, pods: list[Obj]) -> None:
+async def execute(kube: Kube, svc: LLMService, todo: Plan) -> None:
     """Perform the plan's writes: applies, deletions, group restarts, then the status."""
     # A RoleBinding may only be created once its Role exists (RBAC escalation check), so
     # bindings go in a second wave.
@@ -52,10 +52,8 @@ async def execute(kube: Kube, svc: LLMService, todo: Plan, pods: list[Obj]) -> N
         await asyncio.gather(*(kube.apply(obj) for obj in wave))
     for obj in todo.delete:
         await kube.delete(obj)
-    for g in todo.restart_groups:
-        group = str(g)
-        victims = [p for p in pods if p["metadata"]["labels"].get(names.LABEL_GROUP) == group]
-        await asyncio.gather(*(kube.delete(p) for p in victims))
+    # The planner chose the victims: only pods controlled by the restarted group's StatefulSet.
+    await asyncio.gather(*(kube.delete(p) for p in todo.evict))
     if todo.status is not None:
         await kube.patch_status("LLMService", svc.namespace, svc.name, todo.status)
 
@@ -80,7 +78,7 @@ async def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -
         now=now,
         policy=RestartPolicy(backoff_base=settings.backoff_base),
     )
-    await execute(kube, svc, todo, pods)
+    await execute(kube, svc, todo)
     for event in todo.events:
         await post(kube, body, event)
     return todo
