@@ -20,12 +20,13 @@ from llmsvc.plan.diff import satisfies
 from llmsvc.plan.groups import GroupView, group_views
 from llmsvc.plan.pods import PodFacts, pod_facts
 from llmsvc.plan.restarts import GroupDecision, RestartPolicy, decide
-from llmsvc.plan.status import build_status
+from llmsvc.plan.status import build_status, rejected_status
 from llmsvc.plan.surge import Surge, assess
 from llmsvc.render import names
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (kind, name)
+MAX_REJECTION = 1024  # characters of each server message kept in the condition and the Event
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,29 @@ def plan(
         message = f"no room for surge group {surge.index}: replacing groups one at a time"
         events.append(Event("Normal", "SurgeUnschedulable", message))
     return Plan(apply, delete, restart, new_status, events, evict)
+
+
+def with_rejections(svc: LLMService, todo: Plan, rejections: dict[Key, str], now: datetime) -> Plan:
+    """``todo`` after the API server refused some applies (HTTP 422): its status says so in
+    Degraded (ApplyRejected), an Event carries each server message not reported yet, and no
+    Event claims a rejected object was created.
+
+    ``rejections`` maps (kind, name) to the server's message; a later pass that applies cleanly
+    computes the status afresh, which clears the condition."""
+    if not rejections:
+        return todo
+    problems = [f"{k}/{n}: {message}"[:MAX_REJECTION] for (k, n), message in rejections.items()]
+    status = rejected_status(svc, todo.status or svc.status.wire(), problems, now)
+    reported = next((c.message for c in svc.status.conditions if c.type == "Degraded"), "")
+    refused = {f"created {k} {n}" for k, n in rejections}
+    events = [e for e in todo.events if e.message not in refused]
+    events += [
+        Event("Warning", "ApplyRejected", f"the API server rejected {p}")
+        for p in problems
+        if p not in reported  # once per message, not on every pass
+    ]
+    new_status = status if status != svc.status.wire() else None
+    return dataclasses.replace(todo, status=new_status, events=events)
 
 
 def _events(
