@@ -147,3 +147,9 @@ async def test_other_api_errors_still_fail_the_pass() -> None:
         with pytest.raises(ApiException) as raised:
             await reconcile(Kube(client), "ml", "llama", Settings(image="img"))
     assert raised.value.status == 403
+
+
+async def test_a_child_labelled_with_an_empty_name_pokes_nothing() -> None:
+    runtime = Runtime(Settings(image="img"), OperatorMetrics())
+    runtime.poke("ml", "")
+    assert not runtime._pending

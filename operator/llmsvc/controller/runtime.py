@@ -83,7 +83,11 @@ class Runtime:
             self.known.add((namespace, name))
 
     def poke(self, namespace: str, name: str, delay: float | None = None) -> None:
-        """Schedule a reconcile soon; pokes arriving before it starts are merged into it."""
+        """Schedule a reconcile soon; pokes arriving before it starts are merged into it.
+
+        A child labelled ``llmsvc.io/name=`` (empty) names no LLMService and is ignored."""
+        if not name:
+            return
         ref = (namespace, name)
         if ref in self._pending and not self._pending[ref].done():
             return
