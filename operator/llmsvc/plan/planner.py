@@ -123,7 +123,7 @@ def decide_groups(
     owners = group_owners(svc, live, indices)
     ranks = [(p, f) for p in pods if (f := pod_facts(p, owners)) is not None]
     previous = {g.index: g for g in svc.status.groups}
-    members = {g: frozenset(s.pod_uids) for g, s in previous.items()}
+    members = {g: frozenset(s.pod_uids) for g, s in previous.items() if g < replicas}
     *views, surge_view = group_views(
         [f for _, f in ranks], svc.spec.parallelism.nodes, revisions, indices, members
     )
