@@ -133,7 +133,9 @@ def test_worker_deleted_two_seconds_after_its_group_started_restarts_the_group(
 
     wait_for(remembered, timeout=30, what="the operator to remember both ranks")
     time.sleep(max(0.0, 2 - (time.monotonic() - started)))
-    kubectl("delete", "pod", "early-0-1", "-n", namespace, "--wait=false")
+    # Forced, as when a lost node's pods are garbage-collected: the operator never sees the pod
+    # terminating, only its replacement, a rank created two seconds after the others.
+    kubectl("delete", "pod", "early-0-1", "-n", namespace, "--grace-period=0", "--force")
     wait_for(
         lambda: replaced(namespace, "early", 0, first),
         timeout=60,
