@@ -168,7 +168,6 @@ def test_deleting_a_worker_restarts_only_its_group(
     two_nodes = {"tensor": 2, "pipeline": 2, "gpusPerNode": 2}
     apply(llmservice("grp", replicas=2, parallelism=two_nodes), namespace)
     wait_ready("grp", namespace)
-    time.sleep(6)  # ranks older than the wave window, as in any long-running group
     before0, before1 = uids(group_pods(namespace, "grp", 0)), uids(group_pods(namespace, "grp", 1))
     kubectl("delete", "pod", "grp-1-1", "-n", namespace, "--wait=false")
 

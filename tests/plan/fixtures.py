@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from llmsvc.api import LLMService, parse
-from llmsvc.plan.pods import format_time
+from llmsvc.plan.pods import PodFacts, format_time, pod_facts
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 UID = "uid-llama"
+# The UID of group g's StatefulSet, as tests/plan/test_planner.py's as_live() assigns it.
+OWNERS = {f"uid-llama-{g}": g for g in range(8)}
 
 BASE: dict[str, Any] = {
     "apiVersion": "llmsvc.io/v1alpha1",
@@ -51,13 +53,25 @@ def pod(
     revision: str = "rev1",
     terminating: bool = False,
     unschedulable: str = "",
+    uid: str = "",
 ) -> dict[str, Any]:
-    """A pod of group ``group``, rank ``rank``, as the API server returns it."""
+    """A pod of group ``group``, rank ``rank``, as the API server returns it (owned by the
+    group's StatefulSet; ``uid`` tells a replacement from the original ``pod-<group>-<rank>``)."""
     meta: dict[str, Any] = {
         "name": f"llama-{group}-{rank}",
         "namespace": "ml",
-        "uid": f"pod-{group}-{rank}",
+        "uid": uid or f"pod-{group}-{rank}",
         "creationTimestamp": format_time(T0 + created),
+        "ownerReferences": [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "name": f"llama-{group}",
+                "uid": f"uid-llama-{group}",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
         "labels": {
             "llmsvc.io/name": "llama",
             "llmsvc.io/group": str(group),
@@ -87,3 +101,8 @@ def pod(
 def healthy_group(group: int, ranks: int = 2, **kwargs: Any) -> list[dict[str, Any]]:
     """Every rank of a group, Ready and started together."""
     return [pod(group, r, **kwargs) for r in range(ranks)]
+
+
+def facts(pods: list[dict[str, Any]]) -> list[PodFacts]:
+    """The facts of the pods that are ranks of llama's groups."""
+    return [f for f in (pod_facts(p, OWNERS) for p in pods) if f is not None]

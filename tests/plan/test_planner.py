@@ -149,9 +149,10 @@ def test_objects_not_owned_are_neither_changed_nor_deleted() -> None:
 
 def test_broken_group_is_restarted_alone_and_counted() -> None:
     svc, live = converge(service(), healthy_group(0) + healthy_group(1))
-    pods = [*healthy_group(0), pod(1, 0), pod(1, 1, created=timedelta(seconds=90))]
+    pods = [*healthy_group(0), pod(1, 0), pod(1, 1, uid="new", created=timedelta(seconds=90))]
     p = run(svc, live, pods, at=120)
     assert p.restart_groups == [1]
+    assert sorted(v["metadata"]["uid"] for v in p.evict) == ["new", "pod-1-0"]
     assert [e.reason for e in p.events] == ["GroupRestarted"]
     assert p.status is not None
     assert p.status["groups"][1]["restarts"] == 1
@@ -252,3 +253,17 @@ def test_group_left_at_the_surge_index_by_a_scale_down_is_brought_to_the_new_tem
     old_surge = healthy_group(2, revision="rev1")
     p = run(svc, live, healthy_group(0) + healthy_group(1) + old_surge)
     assert p.restart_groups == [2]
+
+
+def test_quantities_stored_in_the_servers_spelling_need_no_apply() -> None:
+    resources = {"requests": {"cpu": "0.5", "memory": "1024Mi"}, "limits": {"cpu": 2}}
+    engine = {"maxModelLen": 8192, "resources": resources}
+    svc, live = converge(service(engine=engine), healthy_group(0) + healthy_group(1))
+    for g in (0, 1):  # what the API server stores
+        spec = live[("StatefulSet", f"llama-{g}")]["spec"]["template"]["spec"]
+        engine_container = next(c for c in spec["containers"] if c["name"] == "engine")
+        engine_container["resources"]["requests"].update(cpu="500m", memory="1Gi")
+        engine_container["resources"]["limits"]["cpu"] = "2"
+    again = run(svc, live, healthy_group(0) + healthy_group(1), at=300)
+    assert again.apply == []
+    assert again.writes == 0

@@ -8,16 +8,17 @@ import pytest
 
 from llmsvc.api.status import GroupStatus
 from llmsvc.plan.groups import GroupView
-from llmsvc.plan.pods import format_time, pod_facts
+from llmsvc.plan.pods import format_time
 from llmsvc.plan.restarts import RestartPolicy, decide
-from tests.plan.fixtures import T0, healthy_group, pod
+from tests.plan.fixtures import T0, facts, healthy_group, pod
 
 POLICY = RestartPolicy(max_restarts=3, backoff_base=10, backoff_max=60, window=3600)
 
 
-def view_of(pods: list[dict[str, object]], revision: str = "rev1") -> GroupView:
-    facts = tuple(f for f in (pod_facts(p) for p in pods) if f is not None)
-    return GroupView(0, 2, facts, revision)
+def view_of(
+    pods: list[dict[str, object]], revision: str = "rev1", members: frozenset[str] = frozenset()
+) -> GroupView:
+    return GroupView(0, 2, tuple(facts(pods)), revision, members)
 
 
 BROKEN = view_of([pod(0, 0, restarts=1), pod(0, 1)])
@@ -85,3 +86,52 @@ def test_outdated_group_that_is_not_serving_rolls_at_once() -> None:
     d = decide(starting, None, POLICY, T0)
     assert d.action == "rollout"
     assert d.status.restarts == 0
+
+
+STARTED = frozenset({"pod-0-0", "pod-0-1"})
+
+
+def test_healthy_group_remembers_its_ranks() -> None:
+    d = decide(view_of(healthy_group(0)), None, POLICY, T0)
+    assert d.status.pod_uids == ["pod-0-0", "pod-0-1"]
+
+
+def test_worker_replaced_two_seconds_after_start_restarts_the_group() -> None:
+    replaced = view_of(
+        [pod(0, 0), pod(0, 1, uid="new", created=timedelta(seconds=2))], members=STARTED
+    )
+    d = decide(replaced, None, POLICY, T0 + timedelta(seconds=3))
+    assert (d.action, d.reason) == ("restart", "a rank was replaced")
+    assert d.status.pod_uids == []  # whatever comes up next is the group's own re-creation
+
+
+def test_restarted_group_recreated_slowly_is_not_restarted_again() -> None:
+    after = previous(1, 0)  # restarted at T0, members forgotten
+    first = view_of([pod(0, 0, uid="a"), pod(0, 1, terminating=True)], members=frozenset())
+    d = decide(first, after, POLICY, T0 + timedelta(seconds=1))
+    assert d.action == "none"
+    assert d.status.pod_uids == ["a"]
+    late = view_of(
+        [pod(0, 0, uid="a"), pod(0, 1, uid="b", created=timedelta(seconds=40))],
+        members=frozenset(d.status.pod_uids),
+    )
+    d = decide(late, d.status, POLICY, T0 + timedelta(seconds=41))
+    assert (d.action, d.status.restarts) == ("none", 1)
+    assert d.status.pod_uids == ["a", "b"]
+
+
+def test_waiting_out_the_backoff_keeps_the_lost_member_in_mind() -> None:
+    replaced = view_of([pod(0, 0), pod(0, 1, uid="new")], members=STARTED)
+    d = decide(replaced, previous(1, 5), POLICY, T0)
+    assert d.action == "wait"
+    assert d.status.pod_uids == sorted(STARTED)
+
+
+@pytest.mark.parametrize("action", ["rollout", "down"])
+def test_rollouts_and_groups_left_down_forget_their_ranks(action: str) -> None:
+    if action == "rollout":
+        v = view_of(healthy_group(0, revision="old"), revision="new", members=STARTED)
+        d = decide(v, None, POLICY, T0, may_roll=True)
+    else:
+        d = decide(view_of(healthy_group(0)), previous(3, 100, "Failed"), POLICY, T0)
+    assert (d.action, d.status.pod_uids) == (action, [])

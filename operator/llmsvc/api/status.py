@@ -54,6 +54,14 @@ class GroupStatus(StatusModel):
         description="When the operator last restarted the whole group (RFC 3339).",
         json_schema_extra={"format": "date-time"},
     )
+    pod_uids: list[str] = Field(
+        default_factory=list,
+        alias="podUIDs",
+        max_length=4096,
+        description="UIDs of the rank pods of the group's current start, remembered by the "
+        "operator: when one of them is replaced while another still runs, the whole group is "
+        "restarted.",
+    )
 
 
 class LLMServiceStatus(StatusModel):

@@ -7,8 +7,11 @@ and metrics can prove a steady state makes none.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -43,6 +46,7 @@ CHILD_KINDS = (
 FIELD_MANAGER = "llmsvc-operator"
 COMPONENT = "llmsvc-operator"
 MAX_EVENT_MESSAGE = 1024
+MAX_RETRY_AFTER = 600.0  # a server asking for more than 10 minutes is not taken literally
 WriteHook = Callable[[str, str, str], None]  # (verb, kind, namespace)
 
 
@@ -51,6 +55,39 @@ def path(kind: str, namespace: str, name: str = "", sub: str = "") -> str:
     prefix, plural = KINDS[kind]
     parts = [prefix, "namespaces", namespace, plural, name, sub]
     return "/".join(p.strip("/") for p in parts if p).join(["/", ""])
+
+
+def retry_after(error: ApiException, now: datetime | None = None) -> float | None:
+    """The seconds a 429 (or 503) response asks to wait (``Retry-After``), or None.
+
+    The header is either a number of seconds (what kube-apiserver's priority and fairness sends)
+    or an HTTP date; the result is bounded by :data:`MAX_RETRY_AFTER`."""
+    if error.status not in (429, 503) or not error.headers:
+        return None
+    value = str(error.headers.get("Retry-After") or "").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def server_message(error: ApiException) -> str:
+    """The API server's own explanation of a refused request (``Status.message``)."""
+    body = error.body.decode(errors="replace") if isinstance(error.body, bytes) else error.body
+    try:
+        status = json.loads(body or "")
+    except ValueError:
+        status = None
+    message = status.get("message") if isinstance(status, dict) else None
+    return str(message or error.reason or f"HTTP {error.status}")
 
 
 async def api_client() -> client.ApiClient:

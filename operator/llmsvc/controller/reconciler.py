@@ -4,6 +4,11 @@ The same function runs on create, update, resume, on child events and on the per
 reads the LLMService fresh, renders the desired children with the code behind ``llmsvc render``,
 lists what exists, asks :func:`llmsvc.plan.plan` what to write, and writes exactly that. A pass
 that finds nothing to change makes no write request at all.
+
+An apply the API server refuses as invalid (HTTP 422: a child the CRD's rules could not foresee,
+such as requests above limits) does not fail the pass: the other children are still written, and
+the server's message becomes the Degraded condition and an Event, where ``kubectl describe``
+shows it. Other errors propagate and the pass is retried with backoff.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from llmsvc.api import InvalidSpecError, LLMService, parse
 from llmsvc.api.status import LLMServiceStatus
-from llmsvc.controller.kube import CHILD_KINDS, Kube
-from llmsvc.plan import Event, Plan, RestartPolicy, invalid_status, key, plan
+from llmsvc.controller.kube import CHILD_KINDS, Kube, server_message
+from llmsvc.plan import Event, Plan, RestartPolicy, invalid_status, key, plan, with_rejections
 from llmsvc.render import group, names, render
 
 Obj = dict[str, Any]
@@ -43,21 +48,37 @@ async def observe(kube: Kube, svc: LLMService) -> tuple[dict[tuple[str, str], Ob
     return live, pods
 
 
-async def execute(kube: Kube, svc: LLMService, todo: Plan, pods: list[Obj]) -> None:
-    """Perform the plan's writes: applies, deletions, group restarts, then the status."""
+async def _apply(kube: Kube, obj: Obj) -> str:
+    """Apply ``obj``; '' when stored, else the server's reason for refusing it as invalid."""
+    try:
+        await kube.apply(obj)
+    except ApiException as error:
+        if error.status != 422:
+            raise
+        log.warning("the API server rejected %s/%s as invalid", *key(obj))
+        return server_message(error)
+    return ""
+
+
+async def execute(kube: Kube, svc: LLMService, todo: Plan, now: datetime) -> Plan:
+    """Perform the plan's writes: applies, deletions, group restarts, then the status.
+
+    Returns the plan as executed: with Degraded=ApplyRejected when the server refused an apply."""
     # A RoleBinding may only be created once its Role exists (RBAC escalation check), so
     # bindings go in a second wave.
     first = [o for o in todo.apply if o["kind"] != "RoleBinding"]
+    rejected: dict[tuple[str, str], str] = {}
     for wave in (first, [o for o in todo.apply if o["kind"] == "RoleBinding"]):
-        await asyncio.gather(*(kube.apply(obj) for obj in wave))
+        results = await asyncio.gather(*(_apply(kube, obj) for obj in wave))
+        rejected |= {key(obj): r for obj, r in zip(wave, results, strict=True) if r}
+    todo = with_rejections(svc, todo, rejected, now)
     for obj in todo.delete:
         await kube.delete(obj)
-    for g in todo.restart_groups:
-        group = str(g)
-        victims = [p for p in pods if p["metadata"]["labels"].get(names.LABEL_GROUP) == group]
-        await asyncio.gather(*(kube.delete(p) for p in victims))
+    # The planner chose the victims: only pods controlled by the restarted group's StatefulSet.
+    await asyncio.gather(*(kube.delete(p) for p in todo.evict))
     if todo.status is not None:
         await kube.patch_status("LLMService", svc.namespace, svc.name, todo.status)
+    return todo
 
 
 async def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> Plan | None:
@@ -80,7 +101,7 @@ async def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -
         now=now,
         policy=RestartPolicy(backoff_base=settings.backoff_base),
     )
-    await execute(kube, svc, todo, pods)
+    todo = await execute(kube, svc, todo, now)
     for event in todo.events:
         await post(kube, body, event)
     return todo

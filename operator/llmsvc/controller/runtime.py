@@ -4,8 +4,9 @@ Every reconcile is triggered through :meth:`Runtime.poke`: a watch event of an L
 one of its children, or the periodic resync that walks every known LLMService spread evenly over
 the resync period. Pokes that arrive before the reconcile starts are merged into it, reconciles
 of one object never overlap, at most ``workers`` run at once, and a failed reconcile is retried
-with backoff. None of this needs a finalizer on the LLMService, so deleting one never waits for
-the operator.
+with backoff, never sooner than a throttling API server's ``Retry-After`` (pokes that arrive in
+the meantime are merged into that retry). None of this needs a finalizer on the LLMService, so
+deleting one never waits for the operator.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from llmsvc.controller.kube import Kube
+from llmsvc.controller.kube import Kube, retry_after
 from llmsvc.controller.metrics import OperatorMetrics
 from llmsvc.controller.reconciler import Settings, reconcile
 from llmsvc.plan import Plan
@@ -30,6 +31,16 @@ log = logging.getLogger("llmsvc.operator")
 def terminating(error: ApiException) -> bool:
     """A write refused because the namespace is being deleted."""
     return error.status == 403 and "because it is being terminated" in str(error.body or "")
+
+
+def retry_delay(error: Exception, attempt: int, cap: float) -> float:
+    """Seconds before retrying a reconcile that failed with ``error`` (``attempt`` from 0).
+
+    Exponential backoff (2, 4, 8 s ...) up to ``cap``; a server's Retry-After is a floor that
+    the cap does not shorten."""
+    backoff = min(cap, 2.0 ** (attempt + 1))
+    after = retry_after(error) if isinstance(error, ApiException) else None
+    return backoff if after is None else max(backoff, after)
 
 
 @dataclass
@@ -72,7 +83,11 @@ class Runtime:
             self.known.add((namespace, name))
 
     def poke(self, namespace: str, name: str, delay: float | None = None) -> None:
-        """Schedule a reconcile soon; pokes arriving before it starts are merged into it."""
+        """Schedule a reconcile soon; pokes arriving before it starts are merged into it.
+
+        A child labelled ``llmsvc.io/name=`` (empty) names no LLMService and is ignored."""
+        if not name:
+            return
         ref = (namespace, name)
         if ref in self._pending and not self._pending[ref].done():
             return
@@ -88,12 +103,12 @@ class Runtime:
             if isinstance(error, ApiException) and terminating(error):
                 log.info("%s/%s: its namespace is being deleted; not retrying", *ref)
                 return
-            log.exception("reconcile of %s/%s failed (attempt %d)", *ref, attempt + 1)
-            self._retry(ref, attempt)
-
-    def _retry(self, ref: Ref, attempt: int) -> None:
-        retry = min(self.resync, 2.0 ** (attempt + 1))
-        self._pending[ref] = asyncio.create_task(self._later(ref, retry, attempt + 1))
+            delay = retry_delay(error, attempt, self.resync)
+            if isinstance(error, ApiException) and error.status == 429:
+                log.warning("%s/%s: throttled by the API server; retrying in %.1f s", *ref, delay)
+            else:
+                log.exception("reconcile of %s/%s failed (attempt %d)", *ref, attempt + 1)
+            self._pending[ref] = asyncio.create_task(self._later(ref, delay, attempt + 1))
 
     async def _resync_loop(self) -> None:
         """Poke every known LLMService once per resync period, spread evenly over it."""

@@ -3,8 +3,17 @@
 Nothing here talks to the API server or reads the clock; the controller passes ``now`` in.
 """
 
-from llmsvc.plan.planner import Event, Plan, key, owned_by, plan
+from llmsvc.plan.planner import Event, Plan, key, owned_by, plan, with_rejections
 from llmsvc.plan.restarts import RestartPolicy
 from llmsvc.plan.status import invalid_status
 
-__all__ = ["Event", "Plan", "RestartPolicy", "invalid_status", "key", "owned_by", "plan"]
+__all__ = [
+    "Event",
+    "Plan",
+    "RestartPolicy",
+    "invalid_status",
+    "key",
+    "owned_by",
+    "plan",
+    "with_rejections",
+]

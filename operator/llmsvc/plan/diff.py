@@ -4,12 +4,26 @@ The API server adds defaults, normalises quantities and drops empty values, so a
 never byte-equal to the desired one. ``satisfies(live, desired)`` is true when every field the
 operator sets has the same value live; fields it does not set are ignored. ``mismatches`` names
 the fields that differ (logged when the operator re-applies an object).
+
+Quantity fields (resource requests and limits, ``sizeLimit``, HPA targets) are compared by value:
+the server stores ``cpu: "0.5"`` as ``500m``, and a spelling difference must not cause an apply on
+every resync. Other strings are compared as written, since the server keeps them verbatim.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
+
+from llmsvc.plan.quantity import same_quantity
+
+# Paths (as mismatches() spells them) whose values are resource.Quantity in the Kubernetes API.
+QUANTITY_PATH = re.compile(
+    r"\.(?:requests|limits|capacity|overhead)\.[^\[\]]+$"  # resource names may hold dots
+    r"|\.sizeLimit$"
+    r"|\.target\.(?:averageValue|value)$"
+)
 
 
 def _empty(value: Any) -> bool:
@@ -27,7 +41,9 @@ def mismatches(live: Any, desired: Any, path: str = "") -> Iterator[str]:
         else:
             for i, (a, b) in enumerate(zip(live, desired, strict=True)):
                 yield from mismatches(a, b, f"{path}[{i}]")
-    elif not _scalar_equal(live, desired):
+    elif not _scalar_equal(live, desired) and not (
+        QUANTITY_PATH.search(path) and same_quantity(live, desired)
+    ):
         yield path or "."
 
 

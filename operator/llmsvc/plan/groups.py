@@ -1,26 +1,25 @@
 """Assess each group (one StatefulSet of ranks) from its pods: ready, starting, broken or stale.
 
 A rank cannot rejoin a running NCCL world, so a group is healthy only when all of its ranks were
-started together and none has failed or restarted since. The checks are stateless, read from the
-pods alone:
+started together and none has failed, restarted or left since. The checks:
 
 * a pod in phase Failed, or any engine container with restartCount > 0;
-* a pod being deleted while the rest of the group is not (someone deleted one rank);
-* ranks whose creation times are further apart than :data:`WAVE_SECONDS` (one rank was replaced
-  by the StatefulSet controller after a deletion or eviction).
+* a member left: the operator remembers the UIDs of the group's ranks (``status.groups[].podUIDs``,
+  see :mod:`llmsvc.plan.restarts`). When one of them is gone or being deleted while another still
+  runs, the survivors belong to a world that no longer exists, however soon or late it happened.
 
-Pending pods (scheduling, image pulls) are never treated as failures.
+Ranks the operator has not seen before simply join the remembered set. When every remembered rank
+is gone at once (the operator's own restart, a deleted StatefulSet, a lost node pool), the new
+ranks start a new world together and nothing needs restarting. Pending pods are never failures,
+but a world that lost a member is broken even while its replacement is still pending.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from llmsvc.plan.pods import PodFacts
-
-# Ranks created further apart than this were not started together.
-WAVE_SECONDS = 5.0
 
 Health = Literal["Pending", "Starting", "Ready", "Broken", "Terminating"]
 
@@ -33,6 +32,7 @@ class GroupView:
     expected: int
     pods: tuple[PodFacts, ...]
     update_revision: str
+    members: frozenset[str] = field(default_factory=frozenset)  # remembered rank pod UIDs
 
     @property
     def live(self) -> tuple[PodFacts, ...]:
@@ -56,6 +56,24 @@ class GroupView:
             p.revision and p.revision != self.update_revision for p in self.pods
         )
 
+    def _lost(self) -> str:
+        """Why a remembered rank counts as lost while another still runs, or ''."""
+        running = {p.uid for p in self.live}
+        lost = self.members - running
+        if not lost or not self.members & running:
+            return ""
+        deleting = any(p.uid in lost for p in self.pods)
+        return "a rank was deleted" if deleting else "a rank was replaced"
+
+    def remembered(self) -> tuple[str, ...]:
+        """The rank pod UIDs to remember after this observation (sorted, for a stable status).
+
+        A broken world keeps its old members until it is restarted; otherwise the running ranks
+        are the members (new ones join, a wholly replaced set starts a new world)."""
+        if self._lost():
+            return tuple(sorted(self.members))
+        return tuple(sorted(p.uid for p in self.live if p.uid))
+
     def broken_reason(self) -> str:
         """Why the whole group must be restarted, or '' when it need not be."""
         live = self.live
@@ -63,18 +81,15 @@ class GroupView:
             return "a rank failed"
         if any(p.restarts > 0 for p in live):
             return "a rank's container restarted"
-        if live and len(live) < len(self.pods):
-            return "a rank was deleted"
-        created = [p.created for p in live]
-        if len(created) > 1 and (max(created) - min(created)).total_seconds() > WAVE_SECONDS:
-            return "a rank was replaced"
-        return ""
+        return self._lost()
 
     def health(self) -> Health:
         """One word for the group's state, before any restart decision."""
         live = self.live
         if self.pods and not live:
             return "Terminating"
+        if self._lost():
+            return "Broken"
         if any(p.phase == "Pending" for p in live):
             return "Pending"
         if self.broken_reason():
@@ -89,14 +104,25 @@ def _name(pod: PodFacts) -> str:
 
 
 def group_views(
-    pods: list[PodFacts], expected: int, revisions: dict[int, str], indices: list[int]
+    pods: list[PodFacts],
+    expected: int,
+    revisions: dict[int, str],
+    indices: list[int],
+    members: dict[int, frozenset[str]] | None = None,
 ) -> list[GroupView]:
-    """A view per group index in ``indices``, with that group's pods and update revision."""
+    """A view per group index in ``indices``: its pods, update revision and remembered ranks."""
     by_group: dict[int, list[PodFacts]] = {i: [] for i in indices}
     for pod in pods:
         if pod.group in by_group:
             by_group[pod.group].append(pod)
+    remembered = members or {}
     return [
-        GroupView(i, expected, tuple(sorted(by_group[i], key=_name)), revisions.get(i, ""))
+        GroupView(
+            i,
+            expected,
+            tuple(sorted(by_group[i], key=_name)),
+            revisions.get(i, ""),
+            remembered.get(i, frozenset()),
+        )
         for i in indices
     ]

@@ -18,14 +18,15 @@ from llmsvc.api import LLMService
 from llmsvc.api.status import GroupStatus
 from llmsvc.plan.diff import satisfies
 from llmsvc.plan.groups import GroupView, group_views
-from llmsvc.plan.pods import pod_facts
+from llmsvc.plan.pods import PodFacts, pod_facts
 from llmsvc.plan.restarts import GroupDecision, RestartPolicy, decide
-from llmsvc.plan.status import build_status
+from llmsvc.plan.status import build_status, rejected_status
 from llmsvc.plan.surge import Surge, assess
 from llmsvc.render import names
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (kind, name)
+MAX_REJECTION = 1024  # characters of each server message kept in the condition and the Event
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,12 @@ class Plan:
     restart_groups: list[int] = field(default_factory=list)
     status: Obj | None = None
     events: list[Event] = field(default_factory=list)
+    evict: list[Obj] = field(default_factory=list)  # the pods of restart_groups, to delete
 
     @property
     def writes(self) -> int:
-        """API write requests this plan needs (a group restart deletes its pods in one call)."""
-        return len(self.apply) + len(self.delete) + len(self.restart_groups) + bool(self.status)
+        """API write requests this plan needs (one per applied, deleted or evicted object)."""
+        return len(self.apply) + len(self.delete) + len(self.evict) + bool(self.status)
 
 
 def key(obj: Obj) -> Key:
@@ -76,9 +78,22 @@ def owned_by(obj: Obj, uid: str | None) -> bool:
     return bool(uid) and any(ref.get("uid") == uid for ref in refs)
 
 
-def _group_index(svc: LLMService, obj: Obj) -> int:
+def _group_index(obj: Obj) -> int:
+    """The group label of a StatefulSet as a number (-1 when absent, foreign or malformed)."""
     labels = obj.get("metadata", {}).get("labels") or {}
-    return int(labels.get(names.LABEL_GROUP, -1)) if obj["kind"] == "StatefulSet" else -1
+    value = str(labels.get(names.LABEL_GROUP, ""))
+    return int(value) if obj["kind"] == "StatefulSet" and value.isdecimal() else -1
+
+
+def group_owners(svc: LLMService, live: dict[Key, Obj], indices: Sequence[int]) -> dict[str, int]:
+    """The UID of each group's StatefulSet (only those this LLMService owns) -> the group index."""
+    owners = {}
+    for g in indices:
+        sts = live.get(("StatefulSet", names.statefulset(svc.name, g)))
+        uid = str((sts or {}).get("metadata", {}).get("uid") or "")
+        if sts is not None and uid and owned_by(sts, svc.metadata.uid):
+            owners[uid] = g
+    return owners
 
 
 def _may_roll(views: Sequence[GroupView], surge: Surge) -> int | None:
@@ -95,6 +110,7 @@ class Groups:
 
     decisions: list[GroupDecision]
     surge: Surge
+    ranks: list[tuple[Obj, PodFacts]]  # the pods of our groups, with their facts
 
 
 def decide_groups(
@@ -104,10 +120,14 @@ def decide_groups(
     replicas = svc.spec.replicas
     indices = [*range(replicas), replicas]  # the last one is the surge group's
     revisions = {g: _update_revision(live, svc.name, g) for g in indices}
-    facts = [f for f in (pod_facts(p) for p in pods) if f is not None]
-    *views, surge_view = group_views(facts, svc.spec.parallelism.nodes, revisions, indices)
-    surge = assess(views, surge_view, was_blocked=bool(svc.status.surge_blocked))
+    owners = group_owners(svc, live, indices)
+    ranks = [(p, f) for p in pods if (f := pod_facts(p, owners)) is not None]
     previous = {g.index: g for g in svc.status.groups}
+    members = {g: frozenset(s.pod_uids) for g, s in previous.items() if g < replicas}
+    *views, surge_view = group_views(
+        [f for _, f in ranks], svc.spec.parallelism.nodes, revisions, indices, members
+    )
+    surge = assess(views, surge_view, was_blocked=bool(svc.status.surge_blocked))
     reset = svc.status.observed_generation != svc.metadata.generation
     policy = dataclasses.replace(policy, max_restarts=svc.spec.restart.max_group_restarts)
     rolling = _may_roll(views, surge)
@@ -115,7 +135,7 @@ def decide_groups(
         decide(v, previous.get(v.index), policy, now, reset=reset, may_roll=v.index == rolling)
         for v in views
     ]
-    return Groups(decisions, surge)
+    return Groups(decisions, surge, ranks)
 
 
 def _update_revision(live: dict[Key, Obj], name: str, g: int) -> str:
@@ -153,7 +173,7 @@ def _writes(
             apply.append(obj)
     wanted = {key(o) for o in desired}
     stale = [o for k, o in live.items() if k not in wanted and owned_by(o, uid)]
-    stale.sort(key=lambda o: (o["kind"] != "StatefulSet", -_group_index(svc, o), key(o)))
+    stale.sort(key=lambda o: (o["kind"] != "StatefulSet", -_group_index(o), key(o)))
     return apply, stale, conflicts
 
 
@@ -178,13 +198,37 @@ def plan(
     apply, delete, conflicts = _writes(svc, desired, live)
     restart = [d.status.index for d in decisions if d.action in ("restart", "rollout")]
     restart += [surge.index] if surge.stale else []  # bring it to the new template first
+    evict = [p for p, f in groups.ranks if f.group in restart and not f.terminating]
     status = build_status(svc, decisions, live=live, conflicts=conflicts, now=now, surge=surge)
     new_status = status if status != svc.status.wire() else None
     events = _events(svc, decisions, apply=apply, delete=delete, live=live, conflicts=conflicts)
     if surge.rolling and surge.blocked and not svc.status.surge_blocked:
         message = f"no room for surge group {surge.index}: replacing groups one at a time"
         events.append(Event("Normal", "SurgeUnschedulable", message))
-    return Plan(apply, delete, restart, new_status, events)
+    return Plan(apply, delete, restart, new_status, events, evict)
+
+
+def with_rejections(svc: LLMService, todo: Plan, rejections: dict[Key, str], now: datetime) -> Plan:
+    """``todo`` after the API server refused some applies (HTTP 422): its status says so in
+    Degraded (ApplyRejected), an Event carries each server message not reported yet, and no
+    Event claims a rejected object was created.
+
+    ``rejections`` maps (kind, name) to the server's message; a later pass that applies cleanly
+    computes the status afresh, which clears the condition."""
+    if not rejections:
+        return todo
+    problems = [f"{k}/{n}: {message}"[:MAX_REJECTION] for (k, n), message in rejections.items()]
+    status = rejected_status(svc, todo.status or svc.status.wire(), problems, now)
+    reported = next((c.message for c in svc.status.conditions if c.type == "Degraded"), "")
+    refused = {f"created {k} {n}" for k, n in rejections}
+    events = [e for e in todo.events if e.message not in refused]
+    events += [
+        Event("Warning", "ApplyRejected", f"the API server rejected {p}")
+        for p in problems
+        if p not in reported  # once per message, not on every pass
+    ]
+    new_status = status if status != svc.status.wire() else None
+    return dataclasses.replace(todo, status=new_status, events=events)
 
 
 def _events(

@@ -2,15 +2,19 @@
 
 The planner never looks at raw API dicts directly: this module turns them into :class:`PodFacts`
 so that the decisions in :mod:`llmsvc.plan.groups` are easy to table-test.
+
+A pod is a rank of group ``g`` only when its controller ownerReference points at the UID of the
+group's StatefulSet: labels alone prove nothing (anyone can label a pod ``llmsvc.io/group=0``), so
+foreign or malformed pods are ignored instead of being counted, restarted or parsed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-GROUP_LABEL = "llmsvc.io/group"
 REVISION_LABEL = "controller-revision-hash"
 
 Obj = dict[str, Any]
@@ -33,8 +37,8 @@ class PodFacts:
     """What the planner needs to know about one rank's pod."""
 
     name: str
+    uid: str
     group: int
-    created: datetime
     terminating: bool
     phase: str
     ready: bool
@@ -51,19 +55,31 @@ def _condition(pod: Obj, kind: str) -> Obj:
     return {}
 
 
-def pod_facts(pod: Obj) -> PodFacts | None:
-    """Facts of one pod, or None when it carries no group label (not one of our ranks)."""
+def controller_uid(obj: Obj) -> str:
+    """The UID of ``obj``'s controller (its ownerReference with ``controller: true``), or ''."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    owner = next((r for r in refs if isinstance(r, dict) and r.get("controller")), {})
+    return str(owner.get("uid") or "")
+
+
+def pod_facts(pod: Obj, groups: Mapping[str, int]) -> PodFacts | None:
+    """Facts of one pod, or None when it is not a rank of one of our groups.
+
+    ``groups`` maps the UID of each group's StatefulSet to the group's index; the pod belongs to
+    the group whose StatefulSet controls it.
+    """
+    group = groups.get(controller_uid(pod))
+    if group is None:
+        return None
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
-    if GROUP_LABEL not in labels:
-        return None
     status = pod.get("status") or {}
     scheduled = _condition(pod, "PodScheduled")
     containers = status.get("containerStatuses") or []
     return PodFacts(
         name=str(meta.get("name", "")),
-        group=int(labels[GROUP_LABEL]),
-        created=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
+        uid=str(meta.get("uid", "")),
+        group=group,
         terminating=bool(meta.get("deletionTimestamp")),
         phase=str(status.get("phase", "Pending")),
         ready=_condition(pod, "Ready").get("status") == "True",

@@ -1,7 +1,17 @@
 """Whole-group restarts with exponential backoff and a give-up limit, decided per group.
 
-The bookkeeping lives in ``status.groups[]`` (``restarts``, ``lastRestartTime``, ``phase``), so
-the decision is a pure function of the observed group, its previous status and the time.
+The bookkeeping lives in ``status.groups[]`` (``restarts``, ``lastRestartTime``, ``phase`` and
+``podUIDs``), so the decision is a pure function of the observed group, its previous status and
+the time.
+
+``podUIDs`` remembers the ranks of the group's current start. It lives in the status rather than
+in an annotation on the StatefulSet because it is observed state next to the restart bookkeeping
+it serves: it is written by the same status patch (no extra write, no new StatefulSet
+resourceVersion and watch event each time a rank starts), and it is read with the LLMService, so
+every decision needs no other object. Losing it (a status wiped by a restore) only means the next
+pass learns the running ranks afresh; it can never cause a restart. A restart, a rollout and a
+group left down forget the members: the ranks that come up next are the group's own re-creation,
+never a reason for another restart, however far apart they start.
 """
 
 from __future__ import annotations
@@ -102,13 +112,17 @@ def _decide(
         restarts=restarts,
         phase=_PHASES[health],
         last_restart_time=format_time(last) if last else None,
+        pod_uids=list(view.remembered()),
     )
     if given_up:
-        return GroupDecision("down", replace_status(base, phase="Failed", ready_pods=0))
+        return GroupDecision(
+            "down", replace_status(base, phase="Failed", ready_pods=0, pod_uids=[])
+        )
     if health == "Broken":
         return _broken(view, base, policy, now, last)
     if view.outdated and health != "Terminating" and (health != "Ready" or may_roll):
-        return GroupDecision("rollout", replace_status(base, phase="Restarting"), "new template")
+        rolled = replace_status(base, phase="Restarting", pod_uids=[])
+        return GroupDecision("rollout", rolled, "new template")
     return GroupDecision("none", base)
 
 
@@ -117,12 +131,17 @@ def _broken(
 ) -> GroupDecision:
     reason = view.broken_reason()
     if base.restarts >= policy.max_restarts:
-        return GroupDecision("give-up", replace_status(base, phase="Failed", ready_pods=0), reason)
+        down = replace_status(base, phase="Failed", ready_pods=0, pod_uids=[])
+        return GroupDecision("give-up", down, reason)
     elapsed = (now - last).total_seconds() if last else float("inf")
     if elapsed < policy.backoff(base.restarts):
         return GroupDecision("wait", base, reason)
     restarted = replace_status(
-        base, phase="Restarting", restarts=base.restarts + 1, last_restart_time=format_time(now)
+        base,
+        phase="Restarting",
+        restarts=base.restarts + 1,
+        last_restart_time=format_time(now),
+        pod_uids=[],
     )
     return GroupDecision("restart", restarted, reason)
 

@@ -162,6 +162,25 @@ def _status(
     ).wire()
 
 
+def rejected_status(svc: LLMService, status: Obj, rejections: Sequence[str], now: datetime) -> Obj:
+    """``status`` with Degraded=True and Ready=False (reason ApplyRejected) naming what the API
+    server refused to store and why, in its own words; Progressing is kept."""
+    message = "; ".join(rejections)
+    current = LLMServiceStatus.model_validate(status)
+    progressing = next(
+        (Verdict(c.type, c.status == "True", c.reason, c.message) for c in current.conditions
+         if c.type == "Progressing"),
+        Verdict("Progressing", False, "ApplyRejected", message),
+    )  # fmt: skip
+    verdicts = [
+        Verdict("Ready", False, "ApplyRejected", message),
+        progressing,
+        Verdict("Degraded", True, "ApplyRejected", message),
+    ]
+    conditions = settle(verdicts, svc.status.conditions, now, svc.metadata.generation)
+    return current.model_copy(update={"conditions": conditions}).wire()
+
+
 def invalid_status(
     svc_status: LLMServiceStatus, generation: int | None, problems: Sequence[str], now: datetime
 ) -> Obj:
