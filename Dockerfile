@@ -9,10 +9,13 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 # Dependencies only: the metadata plus an empty package, so this layer survives source edits.
+# setuptools' build/ and egg-info of the empty package go too: COPY keeps the sources' older
+# mtimes, so a leftover build/lib/llmsvc/__init__.py (empty, newer) would end up in the wheel.
 COPY pyproject.toml README.md ./
 RUN mkdir -p operator/llmsvc && touch operator/llmsvc/__init__.py \
     && pip wheel --wheel-dir /wheels/deps . \
-    && rm -f /wheels/deps/llmservice_operator-*.whl
+    && rm -f /wheels/deps/llmservice_operator-*.whl \
+    && rm -rf build operator
 # The project itself.
 COPY operator/ operator/
 RUN pip wheel --no-deps --wheel-dir /wheels/app .

@@ -1,7 +1,9 @@
 """Fixtures for e2e tests: the local control plane, the CRDs from crds/, a namespace per test.
 
 Fixtures: `cluster` (session; CRDs from crds/ installed), `bare_cluster` (session; no CRDs, for
-tests of the control plane itself), `namespace` (fresh per test). Helpers live in e2e/helpers.py.
+tests of the control plane itself), `namespace` (fresh per test), `real_node` (the kubelet node
+with our images; fails with the reason when it is not there, e.g. `LLMSVC_REAL_NODES=0`).
+Helpers live in e2e/helpers.py and, for the real node, e2e/realnode.py.
 
 Switches (environment):
   LLMSVC_USE_KUBECONFIG=1  run against the cluster in $KUBECONFIG instead of starting the local one
@@ -19,12 +21,14 @@ import os
 import re
 import secrets
 import subprocess
+import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from e2e import realnode
 from e2e.helpers import CLUSTER_DIR, REPO, cluster_setting, env_flag, kubectl
 
 CRD_DIR = Path(os.environ.get("LLMSVC_CRDS", REPO / "crds"))
@@ -185,4 +189,33 @@ def namespace(bare_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator
 @pytest.fixture(scope="module")
 def module_namespace(bare_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """One namespace shared by the tests of a module (for tests that leave nothing behind)."""
+    yield from _fresh_namespace(request)
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster: Cluster) -> str:
+    """The real kubelet node's name, once it is Ready with the project's images.
+
+    Never skips: a cluster without it (LLMSVC_REAL_NODES=0, or a foreign cluster) fails the
+    test with the reason and the kubelet's log to look at.
+    """
+    problem = realnode.node_problem()
+    deadline = time.monotonic() + 60  # a node that up.sh just started may still be settling
+    while problem and cluster.started_here and time.monotonic() < deadline:
+        time.sleep(2)
+        problem = realnode.node_problem()
+    if problem:
+        log = Path(cluster_setting("NODE_DIR")) / "logs" / "kubelet.log"
+        pytest.fail(
+            f"the real node is not usable: {problem}. It is started by e2e/cluster/up.sh when "
+            f"LLMSVC_REAL_NODES=1 (the default for the default cluster); kubelet log: {log}",
+            pytrace=False,
+        )
+    return realnode.node_name()
+
+
+@pytest.fixture
+def real_namespace(real_node: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for a test on the real node, once earlier tests' pods have left it."""
+    realnode.wait_idle()
     yield from _fresh_namespace(request)

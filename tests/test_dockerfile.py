@@ -11,9 +11,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,3 +160,35 @@ def test_install_steps_give_a_working_llmsvc(tmp_path: Path) -> None:
         [llmsvc, "operator", "--help"], capture_output=True, text=True, check=True
     )
     assert "--metrics-address" in usage.stdout, usage.stderr
+
+
+def _run_stage_step(run: str, src: Path, wheels: Path) -> None:
+    """One ``RUN`` of the build stage, in ``src``, with /wheels and pip pointed at this machine."""
+    pip = f"{sys.executable} -m pip --disable-pip-version-check wheel -q --no-deps"
+    script = run.replace("/wheels/", f"{wheels}/").replace("pip wheel", pip)
+    subprocess.run(["sh", "-c", script], cwd=src, check=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_the_source_layer_wheel_holds_the_real_package(
+    instructions: list[Instruction], tmp_path: Path
+) -> None:
+    """Both wheel steps of the build stage in one directory, as in the image.
+
+    COPY keeps the sources' (older) mtimes, so anything the dependency step leaves behind
+    (setuptools' build/lib with the empty ``__init__.py``) would win over the real source.
+    """
+    src, wheels = tmp_path / "src", tmp_path / "wheels"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    runs = [i.args for i in stages(instructions)[0] if i.keyword == "RUN"]
+    _run_stage_step(runs[0], src, wheels)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copytree(REPO / "operator", src / "operator", ignore=ignore, dirs_exist_ok=True)
+    _run_stage_step(runs[1], src, wheels)
+    (wheel,) = (wheels / "app").glob("llmservice_operator-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        init = archive.read("llmsvc/__init__.py").decode()
+        assert "__version__" in init, "the wheel holds the empty placeholder package"
+        assert "llmsvc/sim/vllm_cli.py" in archive.namelist()

