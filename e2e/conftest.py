@@ -22,6 +22,7 @@ import re
 import secrets
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ import pytest
 
 from e2e import realnode
 from e2e.helpers import CLUSTER_DIR, REPO, cluster_setting, env_flag, kubectl
+from e2e.operator_process import OperatorProcess
 
 CRD_DIR = Path(os.environ.get("LLMSVC_CRDS", REPO / "crds"))
 FAILED = pytest.StashKey[bool]()
@@ -219,3 +221,26 @@ def real_namespace(real_node: str, request: pytest.FixtureRequest) -> Iterator[s
     """A fresh namespace for a test on the real node, once earlier tests' pods have left it."""
     realnode.wait_idle()
     yield from _fresh_namespace(request)
+
+
+@pytest.fixture(scope="module")
+def real_operator(real_node: str) -> Iterator[OperatorProcess]:
+    """An operator process (on this machine) whose pullers and routers use the project image
+    built by e2e/cluster/node/images.sh."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LLMSVC_IMAGE", realnode.OPERATOR_IMAGE)
+        process = OperatorProcess()
+        process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(
+    real_node: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Counter[str]]]:
+    """(URI of a tiny model file served on the pod bridge, GET counts per path)."""
+    root = tmp_path_factory.mktemp("models")
+    realnode.write_model(root / "tiny")
+    with realnode.model_server(root) as (url, counts):
+        yield f"{url}/tiny/model.safetensors", counts

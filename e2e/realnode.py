@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -183,3 +184,23 @@ def wait_condition(
 def elapsed(start: float) -> str:
     """Seconds since ``start`` (monotonic), for messages."""
     return f"{time.monotonic() - start:.1f} s"
+
+
+def engine_pid(pod_obj: Manifest) -> int:
+    """The host PID of a pod's engine process (its containerd task), to kill it for real."""
+    container_id = container_status(pod_obj, "engine")["containerID"].split("://", 1)[1]
+    sock = cluster_setting("CONTAINERD_SOCK")
+    tasks = subprocess.run(
+        ["ctr", "--address", sock, "--namespace", "k8s.io", "tasks", "ls"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout  # fmt: skip
+    for line in tasks.splitlines()[1:]:
+        task, pid, *_ = line.split()
+        if task == container_id:
+            return int(pid)
+    raise AssertionError(f"no containerd task {container_id} on {node_name()}:\n{tasks}")
+
+
+def is_ready_service(namespace: str, name: str) -> bool:
+    """Whether the LLMService has condition Ready=True."""
+    return condition(llmservice_status(namespace, name), "Ready").get("status") == "True"

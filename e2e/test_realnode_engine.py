@@ -11,35 +11,12 @@ import json
 import os
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-
-import pytest
 
 from e2e import realnode
 from e2e.helpers import apply, kubectl, kubectl_json, wait_for
 from e2e.operator_process import OperatorProcess
 
 READY_TIMEOUT = 240.0
-
-
-@pytest.fixture(scope="module")
-def operator(real_node: str) -> Iterator[OperatorProcess]:
-    """An operator process whose pullers and routers use the locally built project image."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LLMSVC_IMAGE", realnode.OPERATOR_IMAGE)
-        process = OperatorProcess()
-        process.start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Counter[str]]]:
-    """(URI of a tiny model file on the pod bridge, GET counts per path)."""
-    root = tmp_path_factory.mktemp("models")
-    realnode.write_model(root / "tiny")
-    with realnode.model_server(root) as (url, counts):
-        yield f"{url}/tiny/model.safetensors", counts
 
 
 def endpoint_ready(namespace: str, pod_name: str) -> bool | None:
@@ -59,9 +36,9 @@ def models_of(pod_ip: str) -> list[str]:
 
 
 def test_one_node_group_is_ready_only_after_real_probes_pass(
-    operator: OperatorProcess, real_namespace: str, model: tuple[str, Counter[str]]
+    real_operator: OperatorProcess, real_namespace: str, tiny_model: tuple[str, Counter[str]]
 ) -> None:
-    ns, uri = real_namespace, model[0]
+    ns, uri = real_namespace, tiny_model[0]
     apply(realnode.llmservice("one", uri, env={"LLMSVC_SIM_LOAD_SECONDS": "20"}), ns)
 
     def loading() -> realnode.Manifest | None:
@@ -83,9 +60,9 @@ def test_one_node_group_is_ready_only_after_real_probes_pass(
 
 
 def test_two_ranks_rendezvous_through_master_addr(
-    operator: OperatorProcess, real_namespace: str, model: tuple[str, Counter[str]]
+    real_operator: OperatorProcess, real_namespace: str, tiny_model: tuple[str, Counter[str]]
 ) -> None:
-    ns, uri = real_namespace, model[0]
+    ns, uri = real_namespace, tiny_model[0]
     apply(realnode.llmservice("two", uri, nodes=2), ns)
     realnode.wait_condition(ns, "two", "Ready", READY_TIMEOUT)
     leader, worker = realnode.pod(ns, "two-0-0"), realnode.pod(ns, "two-0-1")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -115,3 +118,22 @@ async def test_a_rank_from_another_world_breaks_the_rendezvous(tmp_path: Path) -
     await writer.drain()
     assert await asyncio.wait_for(leader, 10) == 1
     writer.close()
+
+
+def test_ranks_stop_after_their_own_delay_on_sigterm(tmp_path: Path) -> None:
+    env = {**os.environ, "LLMSVC_SIM_STOP_SECONDS": "0,1.5"}
+    http = free_port()
+    command = [sys.executable, "-m", "llmsvc.sim.vllm_cli", "serve", str(tmp_path)]
+    command += ["--host", "127.0.0.1", "--port", str(http), "--node-rank", "0"]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    asyncio.run(eventually(f"http://127.0.0.1:{http}/health", 200))
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 1.0  # rank 0: no delay
+    assert vllm_cli.stop_delay(1) == 0  # without the variable
+    os.environ["LLMSVC_SIM_STOP_SECONDS"] = "0,1.5"
+    try:
+        assert [vllm_cli.stop_delay(r) for r in range(3)] == [0, 1.5, 1.5]
+    finally:
+        del os.environ["LLMSVC_SIM_STOP_SECONDS"]

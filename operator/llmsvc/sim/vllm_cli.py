@@ -9,7 +9,9 @@ Multi-node contract (vLLM's native ``--nnodes``, as an NCCL world behaves): rank
 ``--master-addr:--master-port`` (the name must resolve to an address of its own) and serves HTTP
 only after every ``--headless`` rank 1..N-1 has connected to that address; when any connection
 drops, every remaining rank exits non-zero. Knobs vLLM has no flag for come from the environment:
-``LLMSVC_SIM_LOAD_SECONDS`` (``/health`` answers 503 this long after the world is formed).
+``LLMSVC_SIM_LOAD_SECONDS`` (``/health`` answers 503 this long after the world is formed) and
+``LLMSVC_SIM_STOP_SECONDS`` (on SIGTERM, rank r exits after the r-th of these comma-separated
+seconds, the last one for higher ranks: ranks that shut down at different speeds).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -271,8 +274,28 @@ async def _follow(reader: asyncio.StreamReader) -> str:
             return "lost rank 0: its connection closed"
 
 
-async def serve(args: argparse.Namespace) -> int:
+def stop_delay(rank: int) -> float:
+    """Seconds rank ``rank`` takes to exit after SIGTERM (``LLMSVC_SIM_STOP_SECONDS``)."""
+    delays = [float(d) for d in os.environ.get("LLMSVC_SIM_STOP_SECONDS", "0").split(",")]
+    return delays[min(rank, len(delays) - 1)]
+
+
+def _on_sigterm(rank: int) -> None:
+    """SIGTERM: end the main task after this rank's stop delay (exit status 0)."""
+    loop, task, delay = asyncio.get_running_loop(), asyncio.current_task(), stop_delay(rank)
+
+    def stop() -> None:
+        log(f"rank {rank}: SIGTERM, exiting in {delay:g} s")
+        if task is not None:
+            loop.call_later(delay, task.cancel)
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
+
+
+async def serve(args: argparse.Namespace, handle_sigterm: bool = False) -> int:
     """Run one rank; returns the exit status (1 when the world broke, as NCCL aborts)."""
+    if handle_sigterm:
+        _on_sigterm(args.node_rank)
     try:
         if args.nnodes == 1:
             await _serve_http(args)
@@ -280,6 +303,10 @@ async def serve(args: argparse.Namespace) -> int:
         reason = await (worker(args) if args.headless else leader(args))
     except WorldError as error:
         reason = str(error)
+    except asyncio.CancelledError:
+        if not handle_sigterm:
+            raise
+        return 0
     log(f"rank {args.node_rank}: {reason}; exiting")
     return 1
 
@@ -289,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check(args)
     try:
-        return asyncio.run(serve(args))
+        return asyncio.run(serve(args, handle_sigterm=True))
     except KeyboardInterrupt:
         return 0
 
