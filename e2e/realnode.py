@@ -133,7 +133,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     counts: Counter[str]
 
     def do_GET(self) -> None:
-        self.counts[self.path] += 1
+        # A ranged GET is the puller's probe (this server ignores Range): counted apart.
+        self.counts[self.path + (" (range)" if self.headers.get("Range") else "")] += 1
         super().do_GET()
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -142,7 +143,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 @contextmanager
 def model_server(root: Path) -> Iterator[tuple[str, Counter[str]]]:
-    """Serve ``root`` over HTTP on the pod bridge's gateway; yields (base URL, GETs per path)."""
+    """Serve ``root`` over HTTP on the pod bridge's gateway; yields (base URL, GETs per path;
+    ranged GETs under ``PATH (range)``)."""
     counts: Counter[str] = Counter()
     handler = functools.partial(
         type("Handler", (_Handler,), {"counts": counts}), directory=str(root)

@@ -54,6 +54,7 @@ def pod(
     terminating: bool = False,
     unschedulable: str = "",
     uid: str = "",
+    pull_log: str = "",
 ) -> dict[str, Any]:
     """A pod of group ``group``, rank ``rank``, as the API server returns it (owned by the
     group's StatefulSet; ``uid`` tells a replacement from the original ``pod-<group>-<rank>``)."""
@@ -95,6 +96,13 @@ def pod(
         "conditions": [scheduled, {"type": "Ready", "status": "True" if ready else "False"}],
         "containerStatuses": [{"name": "engine", "restartCount": restarts}],
     }
+    if pull_log:  # the puller failed with this log (FallbackToLogsOnError) and waits to retry
+        failed = {"exitCode": 4, "reason": "Error", "message": pull_log}
+        status["initContainerStatuses"] = [
+            {"name": "pull", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+             "lastState": {"terminated": failed}, "restartCount": 2}
+        ]  # fmt: skip
+        status |= {"phase": "Pending", "containerStatuses": []}
     return {"kind": "Pod", "metadata": meta, "status": status}
 
 

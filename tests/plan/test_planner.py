@@ -9,6 +9,7 @@ from typing import Any
 from llmsvc.api import LLMService
 from llmsvc.plan import Plan, RestartPolicy, key, plan
 from llmsvc.plan.planner import owner_reference
+from llmsvc.plan.pods import pod_facts
 from llmsvc.render import group, render
 from tests.plan.fixtures import T0, UID, healthy_group, pod, service, with_status
 
@@ -184,6 +185,33 @@ def test_unschedulable_group_reports_the_scheduler_message() -> None:
     assert degraded["reason"] == "Unschedulable"
     assert "Insufficient nvidia.com/gpu" in degraded["message"]
     assert p.restart_groups == []
+
+
+PULL_LOG = (
+    "2026-11-30 01:00:00,000 llmsvc-pull INFO pulling http://10.244.0.1:8080/m into /models/x\n"
+    "2026-11-30 01:00:01,000 llmsvc-pull ERROR http://10.244.0.1:8080/m: 404 Not Found (exit 4)\n"
+)
+
+
+def test_failed_puller_reports_its_error_and_restarts_nothing() -> None:
+    svc, live = converge(service(), [])
+    pods = [pod(0, 0, ready=False, pull_log=PULL_LOG), pod(0, 1, ready=False)]
+    p = run(svc, live, pods)
+    assert p.status is not None
+    degraded = {c["type"]: c for c in p.status["conditions"]}["Degraded"]
+    assert degraded["reason"] == "PullFailed"
+    assert degraded["message"] == (
+        "group 0: the weights puller failed: http://10.244.0.1:8080/m: 404 Not Found (exit 4)"
+    )
+    assert p.restart_groups == []
+
+
+def test_puller_that_succeeded_on_retry_is_not_reported() -> None:
+    raw = pod(0, 0, pull_log=PULL_LOG)
+    raw["status"]["initContainerStatuses"][0]["state"] = {"terminated": {"exitCode": 0}}
+    facts = pod_facts(raw)
+    assert facts is not None
+    assert facts.pull_error == ""
 
 
 def surge_sts(svc: LLMService) -> dict[str, Any]:

@@ -50,6 +50,11 @@ class GroupView:
         return next((p.unschedulable_message for p in self.live if p.unschedulable_message), "")
 
     @property
+    def pull_error(self) -> str:
+        """The last error of a rank's weight puller, or ''."""
+        return next((p.pull_error for p in self.live if p.pull_error), "")
+
+    @property
     def outdated(self) -> bool:
         """Some rank runs an older pod template than the StatefulSet's current one."""
         return bool(self.update_revision) and any(

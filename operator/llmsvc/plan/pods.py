@@ -46,6 +46,7 @@ class PodFacts:
     unschedulable_message: str
     restarts: int
     revision: str
+    pull_error: str = ""
 
 
 def _condition(pod: Obj, kind: str) -> Obj:
@@ -53,6 +54,32 @@ def _condition(pod: Obj, kind: str) -> Obj:
         if cond.get("type") == kind:
             return dict(cond)
     return {}
+
+
+PULLER = "pull"  # the init container that downloads the weights
+_MAX_MESSAGE = 300
+
+
+def _pull_error(status: Obj) -> str:
+    """The puller's last failure (last line of its termination message), '' while it has none.
+
+    The puller's container uses ``terminationMessagePolicy: FallbackToLogsOnError``, so the
+    message is the tail of its log, whose last line is the error.
+    """
+    for container in status.get("initContainerStatuses") or []:
+        if container.get("name") != PULLER:
+            continue
+        state = (container.get("state") or {}).get("terminated")
+        if state and not state.get("exitCode"):
+            return ""  # it succeeded since
+        last = state or (container.get("lastState") or {}).get("terminated")
+        if last and last.get("exitCode"):
+            lines = [ln for ln in str(last.get("message") or "").splitlines() if ln.strip()]
+            text = (
+                lines[-1] if lines else f"{last.get('reason', 'Error')} (exit {last['exitCode']})"
+            )
+            return text.split(" ERROR ", 1)[-1].strip()[:_MAX_MESSAGE]
+    return ""
 
 
 def controller_uid(obj: Obj) -> str:
@@ -89,4 +116,5 @@ def pod_facts(pod: Obj, groups: Mapping[str, int]) -> PodFacts | None:
         else "",
         restarts=sum(int(c.get("restartCount", 0)) for c in containers),
         revision=str(labels.get(REVISION_LABEL, "")),
+        pull_error=_pull_error(status),
     )

@@ -56,6 +56,12 @@ def _degraded(decisions: Sequence[GroupDecision], conflicts: Sequence[str]) -> V
     if pending:
         g, message = pending[0]
         return Verdict("Degraded", True, "Unschedulable", f"group {g}: {message}")
+    pulls = [(d.status.index, d.view.pull_error) for d in decisions if d.view and d.view.pull_error]
+    if pulls:
+        g, message = pulls[0]
+        return Verdict(
+            "Degraded", True, "PullFailed", f"group {g}: the weights puller failed: {message}"
+        )
     return OK
 
 

@@ -110,6 +110,9 @@ def init_container(svc: LLMService, image: str) -> Manifest:
         # An emptyDir dies with the pod's node: fsync would only slow the download down.
         env.append({"name": "LLMSVC_PULL_FSYNC", "value": "0"})
     container: Manifest = {"name": "pull", "image": image, "args": args, "env": env}
+    # The puller's last log line is its error: it becomes the termination message the operator
+    # reports in the Degraded condition.
+    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     if model.credentials_secret:
         container["envFrom"] = [{"secretRef": {"name": model.credentials_secret}}]
     return container | {
