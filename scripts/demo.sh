@@ -3,8 +3,9 @@
 #   1. start (or reuse) the local control plane: real kube-apiserver/etcd/scheduler/controllers,
 #      KWOK fake nodes with 8 fake GPUs each (e2e/cluster/up.sh)
 #   2. install the CRD, run the operator, apply examples/03-two-nodes.yaml and wait for Ready
-#   3. show what the operator built, then the data plane on loopback: the router in front of two
-#      vLLM simulators answering an OpenAI chat request
+#   3. show what the operator built, then the data plane: on the real kubelet node (when up.sh
+#      started it), a router pod and a sim engine pod answering an OpenAI chat request through
+#      the router's Service; without the real node (LLMSVC_REAL_NODES=0), the same on loopback
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . e2e/cluster/common.sh
@@ -34,7 +35,7 @@ step "CRD and operator"
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd/llmservices.llmsvc.io --timeout=60s >/dev/null
 log=$(mktemp -t llmsvc-operator-XXXX.log)
-llmsvc operator --resync-seconds 5 --health-address "127.0.0.1:$(port)" \
+LLMSVC_IMAGE=localhost/llmsvc/llmservice-operator:dev llmsvc operator --resync-seconds 5 --health-address "127.0.0.1:$(port)" \
 	--metrics-address "127.0.0.1:$(port)" >"$log" 2>&1 &
 pids+=($!)
 echo "operator running (log: $log)"
@@ -45,6 +46,44 @@ kubectl apply -n "$ns" -f "$example"
 kubectl wait --for=condition=Ready "llmservice/$name" -n "$ns" --timeout=180s
 kubectl get llmservices,statefulsets,services,pods -n "$ns"
 kubectl get llmservice "$name" -n "$ns" -o jsonpath='{.status.conditions}' | python3 -m json.tool
+
+if [ "$LLMSVC_REAL_NODES" = 1 ]; then
+	step "real pods on $REAL_NODE_NAME: a sim engine (the vllm CLI of the test image) behind the router pod"
+	models=$(mktemp -d)
+	mkdir -p "$models/tiny" && head -c 4096 /dev/zero >"$models/tiny/model.safetensors"
+	mport=$(port)
+	python3 -m http.server --bind "$POD_GATEWAY" --directory "$models" "$mport" >/dev/null 2>&1 &
+	pids+=($!)
+	placement='{"nodeSelector":{"llmsvc.io/pool":"real"},"tolerations":[{"key":"llmsvc.io/real-node","operator":"Exists","effect":"NoSchedule"}]}'
+	kubectl apply -n "$ns" -f - <<YAML
+apiVersion: llmsvc.io/v1alpha1
+kind: LLMService
+metadata: {name: real}
+spec:
+  model: {uri: "http://$POD_GATEWAY:$mport/tiny/model.safetensors", servedName: demo}
+  engine: {image: "localhost/llmsvc/vllm-sim:dev", maxModelLen: 2048}
+  parallelism: {tensor: 1, pipeline: 1, gpusPerNode: 1}
+  startup: {timeoutSeconds: 120}
+  scheduling: $placement
+YAML
+	for _ in $(seq 60); do kubectl get deployment real-router -n "$ns" >/dev/null 2>&1 && break; sleep 1; done
+	kubectl patch deployment real-router -n "$ns" -p "{\"spec\":{\"template\":{\"spec\":$placement}}}" >/dev/null
+	kubectl wait --for=condition=Ready llmservice/real -n "$ns" --timeout=240s
+	kubectl rollout status deployment/real-router -n "$ns" --timeout=120s
+	kubectl get pods -n "$ns" -o wide --field-selector "spec.nodeName=$REAL_NODE_NAME"
+	fport=$(port)
+	kubectl port-forward -n "$ns" --address 127.0.0.1 svc/real "$fport:8000" >/dev/null 2>&1 &
+	pids+=($!)
+	for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$fport/health" >/dev/null 2>&1 && break; sleep 0.2; done
+	echo "POST /v1/chat/completions via kubectl port-forward svc/real (the router pod, then the engine pod):"
+	curl -fsS "http://127.0.0.1:$fport/v1/chat/completions" -H 'content-type: application/json' \
+		-d '{"model":"demo","messages":[{"role":"user","content":"Hello!"}],"max_tokens":12}' |
+		python3 -m json.tool
+	step "done"
+	echo "The cluster keeps running (KUBECONFIG=$KUBECONFIG); the demo namespace is removed"
+	echo "(LLMSVC_DEMO_KEEP=1 make demo keeps it). Stop the cluster with: make cluster-down"
+	exit 0
+fi
 
 step "data plane on loopback: router in front of two vLLM simulators"
 backends=()
