@@ -89,7 +89,8 @@ def _start_local_cluster() -> Path:
     _run_script("build.sh", timeout=3600)
     # CI starts from a fresh cluster: a reused one may hold a demo's or a killed run's pods.
     fresh = {"LLMSVC_FRESH": "1"} if env_flag("CI") else {}
-    lines = _run_script("up.sh", timeout=300, env=fresh).strip().splitlines()
+    # Cold, up.sh also installs packages and builds the real node's images (about 6 min).
+    lines = _run_script("up.sh", timeout=1200, env=fresh).strip().splitlines()
     if not lines:
         pytest.fail("e2e/cluster/up.sh printed no kubeconfig path", pytrace=False)
     return Path(lines[-1])

@@ -105,7 +105,7 @@ main() {
 	mkdir -p "$KWOK_WORKDIR" "$(dirname "$LLMSVC_KUBECONFIG")"
 	# One up.sh at a time (parallel test runs share the cluster).
 	exec 9>"$LLMSVC_CACHE/up.lock"
-	flock -w 300 9 || die "another up.sh still holds $LLMSVC_CACHE/up.lock after 300 s"
+	flock -w 900 9 || die "another up.sh still holds $LLMSVC_CACHE/up.lock after 900 s"
 	if [ "${LLMSVC_FRESH:-0}" != 1 ] && healthy; then
 		log "reusing the healthy cluster '$LLMSVC_CLUSTER'"
 	else

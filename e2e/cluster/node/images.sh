@@ -44,8 +44,10 @@ project_files() {
 
 # fresh NAME HASH: containerd holds NAME built from inputs with this HASH.
 fresh() {
-	[ "$(cat "$IMAGE_DIR/${1//[:\/]/_}.hash" 2>/dev/null)" = "$2" ] &&
-		kctr images ls -q 2>/dev/null | grep -qxF "$1"
+	[ "$(cat "$IMAGE_DIR/${1//[:\/]/_}.hash" 2>/dev/null)" = "$2" ] || return 1
+	local images # captured first: grep -q closing the pipe early would fail it under pipefail
+	images=$(kctr images ls -q 2>/dev/null) || return 1
+	grep -qxF "$1" <<<"$images"
 }
 
 # import NAME HASH: buildah image NAME -> docker archive -> containerd; records HASH.

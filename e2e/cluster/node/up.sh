@@ -75,7 +75,7 @@ start_kubelet() {
 	spawn kubelet "$LLMSVC_BIN/kubelet" --config "$NODE_DIR/kubelet.yaml" \
 		--kubeconfig "$NODE_DIR/pki/kubelet.kubeconfig" \
 		--root-dir "$NODE_DIR/kubelet" --cert-dir "$NODE_DIR/kubelet/pki" \
-		--hostname-override "$REAL_NODE_NAME" --node-ip 127.0.0.1 \
+		--hostname-override "$REAL_NODE_NAME" --node-ip "$POD_GATEWAY" \
 		--node-labels "llmsvc.io/pool=real,llmsvc.io/real-node=true" \
 		--register-with-taints "llmsvc.io/real-node=true:NoSchedule" --v 2
 }
