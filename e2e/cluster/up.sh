@@ -43,7 +43,9 @@ create_cluster() {
 	local out
 	out=$(mktemp)
 	log "creating cluster '$LLMSVC_CLUSTER' (kwokctl $KWOK_VERSION, Kubernetes $K8S_VERSION, workdir $KWOK_WORKDIR)"
-	if ! kwokctl --name "$LLMSVC_CLUSTER" --config "$here/kwokctl.yaml" create cluster \
+	local config=$LLMSVC_CACHE/kwokctl-$LLMSVC_CLUSTER.yaml
+	sed "s|@PKI_DIR@|$cluster_dir/pki|g" "$here/kwokctl.yaml" >"$config"
+	if ! kwokctl --name "$LLMSVC_CLUSTER" --config "$config" create cluster \
 		--runtime binary \
 		--kubeconfig "$LLMSVC_KUBECONFIG" \
 		--kube-apiserver-binary "$LLMSVC_BIN/kube-apiserver" \
