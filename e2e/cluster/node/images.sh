@@ -108,8 +108,10 @@ bud() {
 	shift 3
 	log "building $name from ${file#"$repo"/}"
 	# --network host: pip reaches PyPI as this machine does; the host's CA bundle is mounted
-	# read-only for the build only.
-	if ! bah bud --quiet --runtime runc --pull=never --layers --network host \
+	# read-only for the build only. No --layers: buildah 1.28 reuses a cached
+	# `RUN --mount=type=bind,from=build` step although the stage it mounts has changed, which
+	# shipped stale code; the hash of the inputs already skips unchanged builds.
+	if ! bah bud --quiet --runtime runc --pull=never --network host \
 		--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
 		"$@" -f "$file" -t "$name" "$repo" >"$IMAGE_DIR/build.log" 2>&1; then
 		cat "$IMAGE_DIR/build.log" >&2
