@@ -57,7 +57,8 @@ def node_problem() -> str | None:
     ready = [c for c in node["status"].get("conditions", []) if c["type"] == "Ready"]
     if not ready or ready[0]["status"] != "True":
         return f"node {node_name()} is not Ready: {ready}"
-    names = {n for image in node["status"].get("images", []) for n in image.get("names", [])}
+    images = node["status"].get("images") or []
+    names = {n for image in images for n in image.get("names") or []}
     missing = [i for i in IMAGES if not any(n.endswith(i) for n in names)]
     if missing:
         return f"node {node_name()} lacks the images {missing} (e2e/cluster/node/images.sh)"

@@ -19,9 +19,11 @@ from e2e.operator_process import OperatorProcess
 READY_TIMEOUT = 240.0
 
 
-def endpoint_ready(namespace: str, pod_name: str) -> bool | None:
-    """The ready condition of ``pod_name`` in its EndpointSlices, None while it is not listed."""
-    slices = kubectl_json("get", "endpointslices", "-n", namespace)["items"]
+def endpoint_ready(namespace: str, pod_name: str, service: str) -> bool | None:
+    """The ready condition of ``pod_name`` in the EndpointSlices of Service ``service``
+    (the ones the router reads), None while it is not listed."""
+    selector = f"kubernetes.io/service-name={service}"
+    slices = kubectl_json("get", "endpointslices", "-n", namespace, "-l", selector)["items"]
     for item in slices:
         for endpoint in item.get("endpoints") or []:
             if (endpoint.get("targetRef") or {}).get("name") == pod_name:
@@ -51,11 +53,11 @@ def test_one_node_group_is_ready_only_after_real_probes_pass(
     # The engine process runs, but /health answers 503 while it "loads": not Ready, and the
     # endpoint the router reads is not ready either.
     assert realnode.condition(pod, "Ready").get("status") != "True"
-    assert endpoint_ready(ns, "one-0-0") is not True
+    assert endpoint_ready(ns, "one-0-0", "one-leaders") is not True
     realnode.wait_condition(ns, "one", "Ready", READY_TIMEOUT)
     pod = realnode.pod(ns, "one-0-0")
     assert realnode.condition(pod, "Ready")["status"] == "True"
-    assert endpoint_ready(ns, "one-0-0") is True
+    assert endpoint_ready(ns, "one-0-0", "one-leaders") is True
     assert models_of(pod["status"]["podIP"]) == ["one"]
 
 
