@@ -11,7 +11,7 @@ from llmsvc.plan import Plan, RestartPolicy, key, plan
 from llmsvc.plan.planner import owner_reference
 from llmsvc.plan.pods import pod_facts
 from llmsvc.render import group, render
-from tests.plan.fixtures import T0, UID, healthy_group, pod, service, with_status
+from tests.plan.fixtures import OWNERS, T0, UID, healthy_group, pod, service, with_status
 
 POLICY = RestartPolicy()
 Live = dict[tuple[str, str], dict[str, Any]]
@@ -209,7 +209,7 @@ def test_failed_puller_reports_its_error_and_restarts_nothing() -> None:
 def test_puller_that_succeeded_on_retry_is_not_reported() -> None:
     raw = pod(0, 0, pull_log=PULL_LOG)
     raw["status"]["initContainerStatuses"][0]["state"] = {"terminated": {"exitCode": 0}}
-    facts = pod_facts(raw)
+    facts = pod_facts(raw, OWNERS)
     assert facts is not None
     assert facts.pull_error == ""
 
