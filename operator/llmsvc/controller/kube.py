@@ -25,6 +25,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "ScaledObject": ("/apis/keda.sh/v1alpha1", "scaledobjects"),  # listed only with metrics: keda
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),
     "LLMService": ("/apis/llmsvc.io/v1alpha1", "llmservices"),
