@@ -353,6 +353,10 @@ def test_scale_to_zero_keeps_the_hpa_floor_at_one_and_windows_are_configurable()
     )
     (hpa,) = kinds(render(svc), "HorizontalPodAutoscaler")
     assert hpa["spec"]["minReplicas"] == 1  # the operator moves 0 <-> 1, like KEDA
+    (router,) = kinds(render(svc), "Deployment")
+    assert "--hold-when-empty" in router["spec"]["template"]["spec"]["containers"][0]["args"]
+    (plain,) = kinds(render(svc_with()), "Deployment")
+    assert "--hold-when-empty" not in plain["spec"]["template"]["spec"]["containers"][0]["args"]
     assert hpa["spec"]["behavior"]["scaleUp"] == {"stabilizationWindowSeconds": 5}
     assert hpa["spec"]["behavior"]["scaleDown"] == {"stabilizationWindowSeconds": 30}
 
