@@ -101,9 +101,9 @@ def _ready(
 
     A rollout with a surge group keeps the service Ready (Progressing says it is rolling).
     Scaled to zero by the autoscaler is Ready too: the router holds requests and wakes it."""
-    if svc.spec.replicas == 0 and svc.spec.autoscaling.enabled and router_ok:
-        if not degraded.status:
-            return Verdict("Ready", True, "ScaledToZero", SCALED_TO_ZERO)
+    asleep = svc.spec.replicas == 0 and svc.spec.autoscaling.enabled
+    if asleep and router_ok and not degraded.status:
+        return Verdict("Ready", True, "ScaledToZero", SCALED_TO_ZERO)
     if ready == svc.spec.replicas and router_ok and not degraded.status:
         return Verdict("Ready", True, "Ready", f"{ready} of {svc.spec.replicas} replicas ready")
     blocker = degraded if degraded.status else progressing
