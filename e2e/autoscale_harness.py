@@ -1,0 +1,233 @@
+"""A loopback data plane for KWOK pods, and the metrics API registered with the API server.
+
+KWOK pods run nothing. :class:`Fleet` gives every Ready router pod and leader pod of an
+LLMService a loopback address (patched into the pod's status, so EndpointSlices, the router's
+discovery and the operator's scraper all see it) and starts the real process there: ``llmsvc
+router`` for router pods, ``llmsvc sim`` for leaders. Used by e2e/test_autoscaling.py and by
+``make bench-autoscale``.
+
+:func:`register_metrics_api` points the APIService ``v1beta1.external.metrics.k8s.io`` at an
+operator running as a local process (an ExternalName Service: the aggregator dials that host and
+the APIService's port directly, no kube-proxy needed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from e2e.helpers import apply, kubectl, kubectl_json
+
+APISERVICE = "v1beta1.external.metrics.k8s.io"
+METRICS_SERVICE = "llmsvc-metrics-api"
+PORT = 8000
+
+
+def register_metrics_api(namespace: str, port: int) -> None:
+    """APIService -> ExternalName Service ``llmsvc-metrics-api`` in ``namespace`` -> 127.0.0.1."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": METRICS_SERVICE},
+        "spec": {"type": "ExternalName", "externalName": "localhost"},
+    }
+    apply(service, namespace)
+    api_service = {
+        "apiVersion": "apiregistration.k8s.io/v1",
+        "kind": "APIService",
+        "metadata": {"name": APISERVICE},
+        "spec": {
+            "group": "external.metrics.k8s.io",
+            "version": "v1beta1",
+            "service": {"name": METRICS_SERVICE, "namespace": namespace, "port": port},
+            "groupPriorityMinimum": 100,
+            "versionPriority": 100,
+        },
+    }
+    apply(api_service)
+
+
+def unregister_metrics_api() -> None:
+    """Remove the APIService (an unavailable one would stall discovery for everyone)."""
+    kubectl("delete", "apiservice", APISERVICE, "--ignore-not-found", check=False)
+
+
+def raw(path: str) -> tuple[int, dict[str, Any]]:
+    """``kubectl get --raw PATH``: (0, body) or (exit code, {"error": stderr})."""
+    proc = kubectl("get", "--raw", path, check=False, timeout=30)
+    if proc.returncode != 0:
+        return proc.returncode, {"error": proc.stderr.strip()}
+    return 0, json.loads(proc.stdout)
+
+
+def queue_path(namespace: str, name: str) -> str:
+    """The metrics API path of one LLMService's queue."""
+    base = "/apis/external.metrics.k8s.io/v1beta1"
+    return (
+        f"{base}/namespaces/{namespace}/llmsvc_queue_length?labelSelector=llmsvc.io%2Fname%3D{name}"
+    )
+
+
+@dataclass
+class Process:
+    """One loopback process standing in for a pod."""
+
+    pod: str
+    ip: str
+    proc: subprocess.Popen[bytes]
+
+
+@dataclass
+class Fleet:
+    """Real routers and sims for the KWOK pods of one LLMService (a background thread)."""
+
+    namespace: str
+    name: str
+    sim_args: tuple[str, ...] = ()
+    router_args: tuple[str, ...] = ()
+    subnet: int = 90
+    processes: dict[str, Process] = field(default_factory=dict)
+    dead: set[str] = field(default_factory=set)
+    log: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="llmsvc-fleet-")))
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _ips: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def start(self) -> None:
+        """Follow the pods in the background until :meth:`stop`."""
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following and end every process."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for name in list(self.processes):
+            self.end(name)
+
+    def end(self, pod: str, dead: bool = False) -> None:
+        """Stop the process of ``pod``; ``dead``: never restart it (its pod stays Ready)."""
+        if dead:
+            self.dead.add(pod)
+        process = self.processes.pop(pod, None)
+        if process is not None and process.proc.poll() is None:
+            process.proc.send_signal(signal.SIGTERM)
+            try:
+                process.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.proc.kill()
+
+    def router_url(self) -> str | None:
+        """Base URL of a running router process."""
+        for pod, process in self.processes.items():
+            if "-router-" in pod and process.proc.poll() is None:
+                return f"http://{process.ip}:{PORT}"
+        return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception as error:  # the next round retries
+                print(f"fleet: {error}", file=sys.stderr)
+            self._stop.wait(0.3)
+
+    def sync(self) -> None:
+        """Start processes for new Ready pods; stop those whose pods are gone."""
+        found = kubectl_json(
+            "get", "pods", "-n", self.namespace, "-l", f"llmsvc.io/name={self.name}"
+        )
+        live = {p["metadata"]["name"]: p for p in found["items"]}
+        for pod in [p for p in self.processes if p not in live]:
+            self.end(pod)
+        for name, pod in live.items():
+            fresh = name not in self.processes and name not in self.dead
+            if fresh and _ready(pod) and _serving(pod):
+                self._launch(name, pod)
+
+    def _launch(self, name: str, pod: dict[str, Any]) -> None:
+        ip = f"127.{self.subnet}.0.{next(self._ips)}"
+        status = {"status": {"podIP": ip, "podIPs": [{"ip": ip}]}}
+        kubectl("patch", "pod", name, "-n", self.namespace, "--subresource=status",
+                "--type=merge", "-p", json.dumps(status))  # fmt: skip
+        router = pod["metadata"]["labels"].get("app.kubernetes.io/component") == "router"
+        command = self._router(ip, pod) if router else self._sim(ip)
+        with (self.log / f"{name}.log").open("ab") as out:
+            proc = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ)
+            )
+        self.processes[name] = Process(name, ip, proc)
+
+    def _router(self, ip: str, pod: dict[str, Any]) -> list[str]:
+        """The router exactly as the operator rendered it, on this loopback address."""
+        rendered = pod["spec"]["containers"][0]["args"]
+        return [
+            sys.executable, "-m", "llmsvc.cli", *rendered, "--host", ip,
+            "--health-interval", "0.5", *self.router_args,
+        ]  # fmt: skip
+
+    def _sim(self, ip: str) -> list[str]:
+        return [
+            sys.executable, "-m", "llmsvc.cli", "sim", "--host", ip, "--port", str(PORT),
+            "--model", "demo", *self.sim_args,
+        ]  # fmt: skip
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _serving(pod: dict[str, Any]) -> bool:
+    labels = pod["metadata"].get("labels") or {}
+    component = labels.get("app.kubernetes.io/component")
+    return component == "router" or labels.get("apps.kubernetes.io/pod-index") == "0"
+
+
+def replicas(namespace: str, name: str) -> int:
+    """``spec.replicas`` of the LLMService (what the HPA and the activator write)."""
+    obj = kubectl_json("get", "llmservice", name, "-n", namespace)
+    return int(obj["spec"].get("replicas", 0))
+
+
+@dataclass
+class ReplicaRecorder:
+    """Samples ``spec.replicas`` in the background and keeps the sequence of distinct values."""
+
+    namespace: str
+    name: str
+    sequence: list[int] = field(default_factory=list)
+    changes: list[tuple[float, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                value = replicas(self.namespace, self.name)
+            except Exception:  # the next sample retries
+                value = None
+            if value is not None and (not self.sequence or self.sequence[-1] != value):
+                self.sequence.append(value)
+                self.changes.append((time.monotonic(), value))
+            self._stop.wait(0.2)
