@@ -1,9 +1,12 @@
 """A loopback data plane for KWOK pods, and the metrics API registered with the API server.
 
 KWOK pods run nothing. :class:`Fleet` gives every Ready router pod and leader pod of an
-LLMService a loopback address (patched into the pod's status, so EndpointSlices, the router's
-discovery and the operator's scraper all see it) and starts the real process there: ``llmsvc
-router`` for router pods, ``llmsvc sim`` for leaders. Used by e2e/test_autoscaling.py and by
+LLMService a loopback address, patched into the pod's status (the operator's scraper reads pod
+IPs), and starts the real process there: ``llmsvc router`` for router pods (with the arguments
+the operator rendered), ``llmsvc sim`` for leaders. EndpointSlice validation refuses loopback IPs,
+so the endpointslice controller cannot publish these addresses; the Fleet publishes the leaders
+itself in an ``FQDN`` EndpointSlice of ``NAME-leaders`` (a dotted-quad is a valid DNS name),
+which the router's discovery reads like any other slice. Used by e2e/test_autoscaling.py and by
 ``make bench-autoscale``.
 
 :func:`register_metrics_api` points the APIService ``v1beta1.external.metrics.k8s.io`` at an
@@ -102,6 +105,7 @@ class Fleet:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _ips: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _published: list[str] | None = None
 
     def start(self) -> None:
         """Follow the pods in the background until :meth:`stop`."""
@@ -155,6 +159,30 @@ class Fleet:
             fresh = name not in self.processes and name not in self.dead
             if fresh and _ready(pod) and _serving(pod):
                 self._launch(name, pod)
+        leaders = sorted(
+            p.ip
+            for n, p in self.processes.items()
+            if "-router-" not in n and n in live and _ready(live[n])
+        )
+        if leaders != self._published:
+            apply(self._leaders_slice(leaders), self.namespace)
+            self._published = leaders
+
+    def _leaders_slice(self, ips: list[str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": f"{self.name}-leaders-loopback",
+                "labels": {
+                    "kubernetes.io/service-name": f"{self.name}-leaders",
+                    "endpointslice.kubernetes.io/managed-by": "llmsvc-e2e",
+                },
+            },
+            "addressType": "FQDN",
+            "ports": [{"name": "http", "port": PORT, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips],
+        }
 
     def _launch(self, name: str, pod: dict[str, Any]) -> None:
         ip = f"127.{self.subnet}.0.{next(self._ips)}"
