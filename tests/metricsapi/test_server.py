@@ -163,6 +163,7 @@ async def test_the_aggregator_reads_a_service_queue_through_its_proxy_certificat
     assert (item["value"], item["metricLabels"]) == ("7", {"llmsvc.io/name": "alpha"})
     review = api.calls[-1][1]["spec"]
     assert review["user"] == "system:kube-controller-manager"
+    assert review["groups"] == ["system:auth", "system:authenticated"]
     assert review["resourceAttributes"]["resource"] == "llmsvc_queue_length"
     code, body = await fetch(f"{base}{PATH}", context, PROXIED)
     assert (code, body["resources"][0]["name"]) == (200, "llmsvc_queue_length")

@@ -22,6 +22,7 @@ Post = Callable[[str, Obj], Awaitable[Obj]]
 CONFIGMAP = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
 TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"  # noqa: S105 (a path)
 ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+AUTHENTICATED = "system:authenticated"
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ def from_request_headers(
     if not name:
         return None
     groups = [g for h in config.group_headers for g in headers.getall(h, [])]
+    if AUTHENTICATED not in groups:  # as the kube-apiserver adds it to every authenticated user
+        groups.append(AUTHENTICATED)
     return User(name, tuple(groups))
 
 
