@@ -244,3 +244,11 @@ def test_parse_selector(text: str, expected: list[tuple[str, str, bool]]) -> Non
 def test_parse_selector_rejects_set_based_selectors_with_what_to_use() -> None:
     with pytest.raises(ValueError, match="equality only"):
         parse_selector("llmsvc.io/name in (a,b)")
+
+
+def test_self_signed_names_long_services_in_the_sans_not_the_common_name() -> None:
+    namespace = "e2e-test-a-stopped-engine-or-router-is-missing-d-4f2a1b"
+    serving = self_signed("llmsvc-metrics-api", namespace)
+    cert = x509.load_pem_x509_certificate(serving.cert.encode())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert f"llmsvc-metrics-api.{namespace}.svc" in sans.get_values_for_type(x509.DNSName)

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = datetime.timedelta(days=365)
+MAX_CN = 64  # X.509 upper bound of a common name
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def self_signed(service: str, namespace: str) -> ServingCert:
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names(service, namespace)]
     sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     cert = (
-        _builder(f"{service}.{namespace}.svc", ca_name, key)
+        _builder(service[:MAX_CN], ca_name, key)  # the names that matter are the SANs
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
