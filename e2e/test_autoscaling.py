@@ -145,6 +145,7 @@ def test_queue_scales_up_through_the_hpa_drains_and_scales_back_down(
         assert (sequence[0], sequence[-1]) == (1, 1), sequence
         assert max(sequence) >= 2, f"never scaled up: {sequence}"
         assert unimodal(sequence), f"flapped: {sequence}"
+        print(f"replica sequence: {sequence}")
         hpa = kubectl_json("get", "hpa", "auto", "-n", namespace)
         assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] == "llmsvc_queue_length"
     finally:
