@@ -1,13 +1,14 @@
 """A loopback data plane for KWOK pods, and the metrics API registered with the API server.
 
-KWOK pods run nothing. :class:`Fleet` gives every Ready router pod and leader pod of an
-LLMService a loopback address, patched into the pod's status (the operator's scraper reads pod
-IPs), and starts the real process there: ``llmsvc router`` for router pods (with the arguments
-the operator rendered), ``llmsvc sim`` for leaders. EndpointSlice validation refuses loopback IPs,
-so the endpointslice controller cannot publish these addresses; the Fleet publishes the leaders
-itself in an ``FQDN`` EndpointSlice of ``NAME-leaders`` (a dotted-quad is a valid DNS name),
-which the router's discovery reads like any other slice. Used by e2e/test_autoscaling.py and by
-``make bench-autoscale``.
+KWOK pods run nothing. :func:`loopback_node` adds a fake node whose ``podCIDR`` is a loopback
+/24, so KWOK gives the pods placed there loopback IPs from the start, and cordons the other nodes
+meanwhile: no address outside 127.0.0.0/8 is ever published for these pods, scraped or dialled.
+:class:`Fleet` starts the real process of every Ready router pod and leader pod on its pod IP:
+``llmsvc router`` with the arguments the operator rendered, ``llmsvc sim`` for leaders.
+EndpointSlice validation refuses loopback IPs, so the endpointslice controller publishes nothing
+for these pods; the Fleet publishes the leaders itself in an ``FQDN`` EndpointSlice of
+``NAME-leaders`` (a dotted quad is a valid DNS name), which the router's discovery reads like any
+other slice. Used by e2e/test_autoscaling.py and by ``make bench-autoscale``.
 
 :func:`register_metrics_api` points the APIService ``v1beta1.external.metrics.k8s.io`` at an
 operator running as a local process (an ExternalName Service: the aggregator dials that host and
@@ -16,7 +17,7 @@ the APIService's port directly, no kube-proxy needed).
 
 from __future__ import annotations
 
-import itertools
+import ipaddress
 import json
 import os
 import signal
@@ -25,6 +26,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,13 +101,11 @@ class Fleet:
     name: str
     sim_args: tuple[str, ...] = ()
     router_args: tuple[str, ...] = ()
-    subnet: int = 90
     processes: dict[str, Process] = field(default_factory=dict)
     dead: set[str] = field(default_factory=set)
     log: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="llmsvc-fleet-")))
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-    _ips: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _published: list[str] | None = None
 
     def start(self) -> None:
@@ -162,7 +163,7 @@ class Fleet:
         leaders = sorted(
             p.ip
             for n, p in self.processes.items()
-            if "-router-" not in n and n in live and _ready(live[n])
+            if "-router-" not in n and n in live and _ready(live[n]) and _answers(p.ip)
         )
         if leaders != self._published:
             apply(self._leaders_slice(leaders), self.namespace)
@@ -185,10 +186,9 @@ class Fleet:
         }
 
     def _launch(self, name: str, pod: dict[str, Any]) -> None:
-        ip = f"127.{self.subnet}.0.{next(self._ips)}"
-        status = {"status": {"podIP": ip, "podIPs": [{"ip": ip}]}}
-        kubectl("patch", "pod", name, "-n", self.namespace, "--subresource=status",
-                "--type=merge", "-p", json.dumps(status))  # fmt: skip
+        ip = pod["status"].get("podIP", "")
+        if not ipaddress.ip_address(ip).is_loopback:
+            raise AssertionError(f"pod {name} has IP {ip!r}, not on the loopback node: never dial")
         router = pod["metadata"]["labels"].get("app.kubernetes.io/component") == "router"
         command = self._router(ip, pod) if router else self._sim(ip)
         with (self.log / f"{name}.log").open("ab") as out:
@@ -212,6 +212,15 @@ class Fleet:
         ]  # fmt: skip
 
 
+def _answers(ip: str) -> bool:
+    """The process on ``ip`` serves /health (published only then, like a readiness probe)."""
+    try:
+        with urllib.request.urlopen(f"http://{ip}:{PORT}/health", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def _ready(pod: dict[str, Any]) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
@@ -221,6 +230,48 @@ def _serving(pod: dict[str, Any]) -> bool:
     labels = pod["metadata"].get("labels") or {}
     component = labels.get("app.kubernetes.io/component")
     return component == "router" or labels.get("apps.kubernetes.io/pod-index") == "0"
+
+
+LOOPBACK_POOL = "autoscale-loopback"
+
+
+def loopback_node(subnet: int) -> Callable[[], None]:
+    """Add node ``autoscale-loopback`` (pods get 127.SUBNET.0.x) and cordon every other node.
+
+    Returns the undo: uncordon what was cordoned here and delete the node.
+    """
+    name = LOOPBACK_POOL
+    gpus = {"cpu": "96", "memory": "1000Gi", "pods": "110", "nvidia.com/gpu": "8"}
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+            "labels": {
+                "type": "kwok",
+                "llmsvc.io/pool": LOOPBACK_POOL,
+                "kubernetes.io/hostname": name,
+            },
+        },
+        "spec": {"podCIDR": f"127.{subnet}.0.0/24", "podCIDRs": [f"127.{subnet}.0.0/24"]},
+        "status": {"allocatable": gpus, "capacity": gpus},
+    }
+    apply(node)
+    others = [
+        n["metadata"]["name"]
+        for n in kubectl_json("get", "nodes")["items"]
+        if n["metadata"]["name"] != name and not n["spec"].get("unschedulable")
+    ]
+    for other in others:
+        kubectl("cordon", other)
+
+    def undo() -> None:
+        for other in others:
+            kubectl("uncordon", other, check=False)
+        kubectl("delete", "node", name, "--ignore-not-found", "--wait=false", check=False)
+
+    return undo
 
 
 def replicas(namespace: str, name: str) -> int:

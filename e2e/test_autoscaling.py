@@ -22,6 +22,7 @@ from e2e.autoscale_harness import (
     APISERVICE,
     Fleet,
     ReplicaRecorder,
+    loopback_node,
     queue_path,
     raw,
     register_metrics_api,
@@ -56,8 +57,18 @@ def llmservice(name: str, **autoscaling: Any) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(scope="module")
+def loopback(cluster: Cluster) -> Iterator[None]:
+    """The loopback node (pods get 127.95.0.x); every other node cordoned meanwhile."""
+    undo = loopback_node(95)
+    try:
+        yield
+    finally:
+        undo()
+
+
 @pytest.fixture
-def metrics_api(cluster: Cluster, namespace: str) -> Iterator[OperatorProcess]:
+def metrics_api(loopback: None, namespace: str) -> Iterator[OperatorProcess]:
     """The operator (metrics API on, this namespace only), registered as the APIService."""
     port = free_port()
     operator = OperatorProcess(
@@ -129,7 +140,7 @@ def test_queue_scales_up_through_the_hpa_drains_and_scales_back_down(
     metrics_api: OperatorProcess, namespace: str
 ) -> None:
     apply(llmservice("auto"), namespace)
-    fleet = Fleet(namespace, "auto", sim_args=SIM_ARGS, router_args=ROUTER_ARGS, subnet=91)
+    fleet = Fleet(namespace, "auto", sim_args=SIM_ARGS, router_args=ROUTER_ARGS)
     fleet.start()
     recorder = ReplicaRecorder(namespace, "auto")
     try:
@@ -158,7 +169,7 @@ def test_a_stopped_engine_or_router_is_missing_data_not_zero(
     metrics_api: OperatorProcess, namespace: str
 ) -> None:
     apply(llmservice("gone", scaleDownStabilizationSeconds=600), namespace)
-    fleet = Fleet(namespace, "gone", sim_args=SIM_ARGS, subnet=92)
+    fleet = Fleet(namespace, "gone", sim_args=SIM_ARGS)
     fleet.start()
     try:
         wait_for(fleet.router_url, timeout=60, what="the router process")
@@ -201,7 +212,7 @@ def test_scale_to_zero_and_back_without_losing_a_request(
     metrics_api: OperatorProcess, namespace: str
 ) -> None:
     apply(llmservice("nap", minReplicas=0, idleSecondsBeforeZero=3), namespace)
-    fleet = Fleet(namespace, "nap", sim_args=SIM_ARGS, subnet=93)
+    fleet = Fleet(namespace, "nap", sim_args=SIM_ARGS)
     fleet.start()
     recorder = ReplicaRecorder(namespace, "nap")
     recorder.start()

@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 from e2e.autoscale_harness import (  # noqa: E402
     APISERVICE,
     Fleet,
+    loopback_node,
     queue_path,
     raw,
     register_metrics_api,
@@ -118,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     register_metrics_api(namespace, port)
     operator.start()
     fleet = Fleet(namespace, NAME, sim_args=SIM_ARGS, router_args=("--max-concurrency", "2"))
+    undo = loopback_node(96)
     try:
         apply(llmservice(NAME, scaleDownStabilizationSeconds=120), namespace)
         fleet.start()
@@ -130,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if lost == 0 else 1
     finally:
         fleet.stop()
+        undo()
         unregister_metrics_api()
         operator.stop()
         kubectl("delete", "namespace", namespace, "--wait=false", check=False)
