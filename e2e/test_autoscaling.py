@@ -230,7 +230,9 @@ def test_scale_to_zero_and_back_without_losing_a_request(
         wait_for(lambda: not _leader_pods(namespace, "nap"), timeout=30, what="no engine pods")
         statuses = asyncio.run(_burst(url, 4))
         assert statuses == [200] * 4, statuses
-        assert recorder.sequence[:3] == [1, 0, 1], recorder.sequence
+        # woken 0 -> 1 by the operator; the HPA may take the held queue on to 2 within a sample
+        assert recorder.sequence[:2] == [1, 0], recorder.sequence
+        assert recorder.sequence[2] >= 1, recorder.sequence
     finally:
         recorder.stop()
         fleet.stop()
