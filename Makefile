@@ -83,6 +83,10 @@ bench-router: venv ## router vs nginx least_conn vs direct, 4 llmsvc sim backend
 bench-pull: venv ## llmsvc pull vs curl: 2 GiB synthetic model from local HTTP and S3 (moto) servers (~2 min)
 	$(PY) bench/pull/run.py $(BENCH_PULL_ARGS)
 
+.PHONY: bench-autoscale
+bench-autoscale: venv cluster-bins ## step load through the router: queue -> HPA decision -> new group Ready -> drained (~2 min)
+	$(PY) bench/autoscale/run.py $(BENCH_AUTOSCALE_ARGS)
+
 .PHONY: bench-operator
 bench-operator: venv cluster-bins ## N LLMServices to Ready on the local cluster vs plain StatefulSets (N=100)
 	$(PY) bench/operator/run.py --n $(N)

@@ -139,6 +139,15 @@ INVALID_CASES: list[Case] = [
         "spec.autoscaling",
     ),
     Case(
+        "scale-to-zero-without-router",
+        merge(
+            "spec",
+            {"autoscaling": {"enabled": True, "minReplicas": 0}, "router": {"enabled": False}},
+        ),
+        "minReplicas 0 needs the router",
+        "spec",
+    ),
+    Case(
         "claim-and-storage-class",
         merge(
             "spec.cache", {"existingClaim": "models", "storageClassName": "fast", "size": "100Gi"}
@@ -383,6 +392,24 @@ INVALID_CASES: list[Case] = [
         setter("spec.autoscaling.targetQueueLength", 0),
         "greater than or equal to 1",
         "spec.autoscaling.targetQueueLength",
+    ),
+    Case(
+        "unknown-metrics-source",
+        setter("spec.autoscaling.metrics", "datadog"),
+        "builtin",
+        "spec.autoscaling.metrics",
+    ),
+    Case(
+        "scale-down-window-too-long",
+        setter("spec.autoscaling.scaleDownStabilizationSeconds", 7200),
+        "less than or equal to 3600",
+        "spec.autoscaling.scaleDownStabilizationSeconds",
+    ),
+    Case(
+        "prometheus-address-not-a-url",
+        setter("spec.autoscaling.prometheusAddress", "prometheus:9090"),
+        "https?",
+        "spec.autoscaling.prometheusAddress",
     ),
     Case(
         "startup-too-short",

@@ -72,7 +72,7 @@ def test_crd_in_chart_is_identical_to_crds_folder() -> None:
 
 
 def test_default_is_cluster_wide_with_one_recreated_replica() -> None:
-    docs = render()
+    docs = render("--set", "metricsApi.enabled=false")
     assert kinds(docs) == sorted(
         ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
     )  # fmt: skip
@@ -89,6 +89,73 @@ def test_default_is_cluster_wide_with_one_recreated_replica() -> None:
     probe = container["livenessProbe"]["httpGet"]
     assert probe == {"path": "/healthz", "port": "health"}
     assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+
+
+METRICS_API_KINDS = ["APIService", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
+                     "ClusterRoleBinding", "RoleBinding", "Service"]  # fmt: skip
+
+
+def test_metrics_api_is_on_by_default_with_its_apiservice_and_least_rbac() -> None:
+    chart_default = helm("template", "rel", str(CHART), "-n", "ops").stdout
+    assert "kind: APIService" in chart_default
+    docs = render("--set", "metricsApi.enabled=true")
+    plain = render("--set", "metricsApi.enabled=false")
+    added = list(kinds(docs))
+    for kind in kinds(plain):
+        added.remove(kind)
+    assert sorted(added) == sorted(METRICS_API_KINDS)
+    api = one(docs, "APIService")
+    assert api["metadata"]["name"] == "v1beta1.external.metrics.k8s.io"
+    assert api["spec"]["service"] == {
+        "name": "rel-llmservice-operator-metrics-api", "namespace": "ops", "port": 443,
+    }  # fmt: skip
+    bindings = {d["roleRef"]["name"]: d for d in docs if d["kind"].endswith("RoleBinding")}
+    assert bindings["system:auth-delegator"]["kind"] == "ClusterRoleBinding"
+    reader = bindings["extension-apiserver-authentication-reader"]
+    assert (reader["kind"], reader["metadata"]["namespace"]) == ("RoleBinding", "kube-system")
+    patch = next(d for d in docs if d["metadata"]["name"] == "rel-llmservice-operator-apiservice")
+    assert patch["rules"] == [
+        {
+            "apiGroups": ["apiregistration.k8s.io"],
+            "resources": ["apiservices"],
+            "resourceNames": ["v1beta1.external.metrics.k8s.io"],
+            "verbs": ["patch"],
+        }
+    ]
+    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--metrics-api-address=0.0.0.0:6443" in args
+    assert "--metrics-api-apiservice=v1beta1.external.metrics.k8s.io" in args
+
+
+def test_metrics_api_with_cert_manager_mounts_its_secret_and_needs_no_apiservice_patch() -> None:
+    docs = render(
+        "--set", "metricsApi.enabled=true", "--set", "metricsApi.certificate.source=cert-manager"
+    )  # fmt: skip
+    api = one(docs, "APIService")
+    inject = api["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+    assert inject == "ops/rel-llmservice-operator-metrics-api"
+    assert (
+        one(docs, "Certificate")["spec"]["secretName"] == "rel-llmservice-operator-metrics-api-tls"
+    )
+    assert one(docs, "Issuer")["spec"] == {"selfSigned": {}}
+    assert not [d for d in docs if d["metadata"]["name"].endswith("-apiservice")]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert "--metrics-api-cert-dir=/etc/llmsvc/metrics-api" in pod["containers"][0]["args"]
+
+
+def test_prometheus_adapter_rules_and_pod_monitors_behind_values() -> None:
+    docs = render(
+        "--set", "prometheusAdapter.rules=true", "--set", "prometheusAdapter.podMonitors=true"
+    )
+    rules = yaml.safe_load(one(docs, "ConfigMap")["data"]["config.yaml"])["rules"]
+    assert {r["name"]["as"] for r in rules} == {
+        "vllm_num_requests_waiting", "llmsvc_router_queue_length",
+    }  # fmt: skip
+    monitors = [d for d in docs if d["kind"] == "PodMonitor"]
+    leaders = next(m for m in monitors if m["metadata"]["name"].endswith("-engine"))
+    assert leaders["spec"]["selector"]["matchLabels"]["apps.kubernetes.io/pod-index"] == "0"
+    assert all(m["spec"]["podTargetLabels"] == ["llmsvc.io/name"] for m in monitors)
+    assert "PodMonitor" not in kinds(render())
 
 
 def test_pod_meets_restricted_pod_security() -> None:
@@ -140,7 +207,7 @@ def test_namespaced_mode_renders_nothing_cluster_scoped() -> None:
 def test_existing_service_account_without_chart_rbac() -> None:
     docs = render(
         "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=ops-sa",
-        "--set", "rbac.create=false",
+        "--set", "rbac.create=false", "--set", "metricsApi.enabled=false",
     )  # fmt: skip
     assert kinds(docs) == ["Deployment", "Service"]
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
@@ -148,10 +215,15 @@ def test_existing_service_account_without_chart_rbac() -> None:
 
 
 def test_cluster_scoped_names_follow_the_release() -> None:
-    names = {d["metadata"]["name"] for d in render() if d["kind"].startswith("Cluster")}
-    assert names == {"rel-llmservice-operator"}
-    override = render("--set", "fullnameOverride=llmsvc")
-    assert {d["metadata"]["name"] for d in override if d["kind"] == "ClusterRole"} == {"llmsvc"}
+    docs = render("--set", "metricsApi.enabled=true")
+    names = {d["metadata"]["name"] for d in docs if d["kind"].startswith("Cluster")}
+    assert names == {
+        "rel-llmservice-operator", "rel-llmservice-operator-auth-delegator",
+        "rel-llmservice-operator-apiservice", "rel-llmservice-operator-metrics-reader",
+    }  # fmt: skip
+    override = render("--set", "fullnameOverride=llmsvc", "--set", "metricsApi.enabled=true")
+    roles = {d["metadata"]["name"] for d in override if d["kind"] == "ClusterRole"}
+    assert roles == {"llmsvc", "llmsvc-apiservice", "llmsvc-metrics-reader"}
 
 
 def rules_of(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -163,6 +235,7 @@ def rules_of(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 GRANTED = {
     *(("llmsvc.io", "llmservices", v) for v in ("get", "list", "watch", "patch")),
     ("llmsvc.io", "llmservices/status", "patch"),
+    ("llmsvc.io", "llmservices/scale", "patch"),
     ("llmsvc.io", "llmservices/finalizers", "update"),
     *(("apps", r, v) for r in ("statefulsets", "deployments")
       for v in ("list", "watch", "create", "patch", "delete")),
@@ -171,7 +244,8 @@ GRANTED = {
                              ("rbac.authorization.k8s.io", "roles"),
                              ("rbac.authorization.k8s.io", "rolebindings"),
                              ("autoscaling", "horizontalpodautoscalers"),
-                             ("networking.k8s.io", "networkpolicies"))
+                             ("networking.k8s.io", "networkpolicies"),
+                             ("keda.sh", "scaledobjects"))
       for v in ("list", "create", "patch", "delete")),
     *(("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")),
     ("", "events", "create"),
@@ -179,10 +253,11 @@ GRANTED = {
 
 
 def flatten(docs: list[dict[str, Any]], kind: str) -> set[tuple[str, str, str]]:
+    """The operator's own (Cluster)Role (the metrics API's roles are tested on their own)."""
     return {
         (group, resource, verb)
         for doc in docs
-        if doc["kind"] == kind
+        if doc["kind"] == kind and doc["metadata"]["name"] == "rel-llmservice-operator"
         for rule in doc["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
@@ -206,7 +281,7 @@ def test_rules_grant_no_secrets_wildcards_or_escalation(scenario: str) -> None:
 
 
 def test_metrics_scenario_renders_service_monitor_on_the_metrics_port() -> None:
-    docs = render(scenario="metrics")
+    docs = render("--set", "metricsApi.enabled=false", scenario="metrics")
     monitor, service = one(docs, "ServiceMonitor"), one(docs, "Service")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert (
@@ -219,7 +294,7 @@ def test_metrics_scenario_renders_service_monitor_on_the_metrics_port() -> None:
 
 
 def test_metrics_disabled_means_no_service_and_no_endpoint() -> None:
-    docs = render("--set", "metrics.enabled=false")
+    docs = render("--set", "metrics.enabled=false", "--set", "metricsApi.enabled=false")
     assert "Service" not in kinds(docs)
     args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--metrics-address=" in args
@@ -239,6 +314,8 @@ def test_metrics_disabled_means_no_service_and_no_endpoint() -> None:
         (["--set", "metric.enabled=true"], "metric"),
         (["--set", "metrics.serviceMonitor.interval=often"], "interval"),
         (["--set", "rbac.discovery=true"], "discovery"),  # removed: kopf scanning is off
+        (["--set", "metricsApi.certificate.source=vault"], "source"),
+        (["--set", "metricsApi.scrapeInterval=0"], "scrapeInterval"),
     ],
 )
 def test_schema_rejects_wrong_values(flags: list[str], message: str) -> None:
@@ -256,6 +333,8 @@ def test_schema_rejects_wrong_values(flags: list[str], message: str) -> None:
         ),
         (["--set", "health.port=9090"], "give them different ports"),
         (["--set", "serviceAccount.create=false"], "set serviceAccount.name"),
+        (["--set", "watchNamespaces={team-a}"], "set metricsApi.enabled=false"),
+        (["--set", "metricsApi.port=8080"], "give it its own port"),
         (
             [
                 "--set",

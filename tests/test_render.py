@@ -290,7 +290,7 @@ def test_router_image_override() -> None:
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "example/router:2"
 
 
-def test_hpa_targets_the_llmservice_on_queue_length() -> None:
+def test_hpa_targets_the_llmservice_on_the_builtin_queue_metric() -> None:
     (hpa,) = kinds(render(load("05-autoscaling.yaml")), "HorizontalPodAutoscaler")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["metadata"]["name"] == "mistral-auto"
@@ -301,26 +301,98 @@ def test_hpa_targets_the_llmservice_on_queue_length() -> None:
         "name": "mistral-auto",
     }
     assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 4)
-    pods, service = spec["metrics"]
+    (external,) = spec["metrics"]
+    assert external == {
+        "type": "External",
+        "external": {
+            "metric": {
+                "name": "llmsvc_queue_length",
+                "selector": {"matchLabels": {"llmsvc.io/name": "mistral-auto"}},
+            },
+            "target": {"type": "AverageValue", "averageValue": "5"},
+        },
+    }
+    assert spec["behavior"] == {
+        "scaleUp": {"stabilizationWindowSeconds": 0},
+        "scaleDown": {"stabilizationWindowSeconds": 600},
+    }
+
+
+def test_hpa_on_prometheus_adapter_metrics() -> None:
+    svc = svc_with(merge("spec.autoscaling", {"enabled": True, "metrics": "prometheus"}))
+    (hpa,) = kinds(render(svc), "HorizontalPodAutoscaler")
+    pods, service = hpa["spec"]["metrics"]
     target = {"type": "AverageValue", "averageValue": "5"}
     assert pods == {
         "type": "Pods",
-        "pods": {"metric": {"name": "vllm:num_requests_waiting"}, "target": target},
+        "pods": {"metric": {"name": "vllm_num_requests_waiting"}, "target": target},
     }
     assert service["object"]["describedObject"] == {
         "apiVersion": "v1",
         "kind": "Service",
-        "name": "mistral-auto",
+        "name": "invalid-case",
     }
     assert service["object"]["metric"] == {"name": "llmsvc_router_queue_length"}
-    assert service["object"]["target"] == target
-
-
-def test_hpa_without_router_and_absent_when_disabled() -> None:
-    svc = svc_with(setter("spec.autoscaling.enabled", True), setter("spec.router.enabled", False))
-    (hpa,) = kinds(render(svc), "HorizontalPodAutoscaler")
+    without_router = svc_with(
+        merge("spec.autoscaling", {"enabled": True, "metrics": "prometheus"}),
+        setter("spec.router.enabled", False),
+    )
+    (hpa,) = kinds(render(without_router), "HorizontalPodAutoscaler")
     assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Pods"]
-    assert not kinds(render(svc_with()), "HorizontalPodAutoscaler")
+
+
+def test_scale_to_zero_keeps_the_hpa_floor_at_one_and_windows_are_configurable() -> None:
+    svc = svc_with(
+        merge(
+            "spec.autoscaling",
+            {
+                "enabled": True,
+                "minReplicas": 0,
+                "scaleUpStabilizationSeconds": 5,
+                "scaleDownStabilizationSeconds": 30,
+            },
+        )
+    )
+    (hpa,) = kinds(render(svc), "HorizontalPodAutoscaler")
+    assert hpa["spec"]["minReplicas"] == 1  # the operator moves 0 <-> 1, like KEDA
+    (router,) = kinds(render(svc), "Deployment")
+    assert "--hold-when-empty" in router["spec"]["template"]["spec"]["containers"][0]["args"]
+    (plain,) = kinds(render(svc_with()), "Deployment")
+    assert "--hold-when-empty" not in plain["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert hpa["spec"]["behavior"]["scaleUp"] == {"stabilizationWindowSeconds": 5}
+    assert hpa["spec"]["behavior"]["scaleDown"] == {"stabilizationWindowSeconds": 30}
+
+
+def test_keda_renders_a_scaled_object_instead_of_an_hpa() -> None:
+    svc = svc_with(
+        merge(
+            "spec.autoscaling",
+            {"enabled": True, "metrics": "keda", "minReplicas": 0, "idleSecondsBeforeZero": 120},
+        )
+    )
+    children = render(svc)
+    assert not kinds(children, "HorizontalPodAutoscaler")
+    (scaled,) = kinds(children, "ScaledObject")
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "llmsvc.io/v1alpha1",
+        "kind": "LLMService",
+        "name": "invalid-case",
+    }
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"], spec["cooldownPeriod"]) == (0, 4, 120)
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "prometheus"
+    query = trigger["metadata"]["query"]
+    assert 'llmsvc_router_queue_length{namespace="default",llmsvc_io_name="invalid-case"}' in query
+    assert "vllm:num_requests_waiting" in query
+    assert trigger["metadata"]["threshold"] == "5"
+
+
+def test_no_autoscaler_when_disabled() -> None:
+    children = render(svc_with())
+    assert not kinds(children, "HorizontalPodAutoscaler")
+    assert not kinds(children, "ScaledObject")
 
 
 def test_scheduling_copied_and_topology_keeps_a_group_together() -> None:

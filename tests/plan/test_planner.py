@@ -82,6 +82,15 @@ def test_ready_status_when_all_groups_and_router_are_ready() -> None:
     assert (ready.status, ready.reason) == ("True", "Ready")
 
 
+def test_scaled_to_zero_by_the_autoscaler_is_ready_not_broken() -> None:
+    auto = {"enabled": True, "minReplicas": 0}
+    svc, _ = converge(service(replicas=0, autoscaling=auto), [])
+    ready = {c.type: c for c in svc.status.conditions}["Ready"]
+    assert (ready.status, ready.reason) == ("True", "ScaledToZero")
+    assert "router holds new requests" in ready.message
+    assert svc.status.replicas == 0
+
+
 def test_transition_time_moves_only_on_change() -> None:
     svc, live = converge(service(), healthy_group(0) + healthy_group(1))
     before = {c.type: c.last_transition_time for c in svc.status.conditions}

@@ -210,3 +210,40 @@ def test_health_lifts_the_ejection_of_a_backend_that_is_not_flapping() -> None:
     clock.now += 31
     pool.succeeded(A)  # quiet for eject_max_seconds: the backoff starts over
     assert pool.backends[A].ejections == 0
+
+
+def holding(queue: int = 2) -> Admission:
+    pool = Pool(RouterConfig(queue_size=queue, hold_when_empty=True))
+    return Admission(pool, make_policy("least-request"))
+
+
+async def test_scaled_to_zero_holds_requests_until_a_backend_appears() -> None:
+    admission = holding()
+    waiters = [asyncio.create_task(admission.admit(RequestInfo())) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert admission.waiting == 2  # counted in llmsvc_router_queue_length: it wakes the service
+    admission.pool.set_urls([A])
+    assert [(await w).url for w in waiters] == [A, A]
+
+
+async def test_scaled_to_zero_hold_is_bounded_and_times_out_with_retry_after() -> None:
+    admission = holding(queue=1)
+    waiter = asyncio.create_task(admission.admit(RequestInfo(), wait_s=0.05))
+    await asyncio.sleep(0)
+    with pytest.raises(RequestError) as full:
+        await admission.admit(RequestInfo())
+    assert (full.value.status, full.value.headers["Retry-After"]) == (429, "1")
+    with pytest.raises(RequestError) as late:
+        await waiter
+    assert late.value.status == 503
+    assert "Retry-After" in late.value.headers
+    assert admission.waiting == 0
+
+
+async def test_holding_does_not_hide_backends_that_are_all_unhealthy() -> None:
+    admission = holding()
+    admission.pool.set_urls([A])
+    admission.pool.set_health(A, healthy=False)
+    with pytest.raises(RequestError) as info:
+        await admission.admit(RequestInfo())
+    assert info.value.status == 503

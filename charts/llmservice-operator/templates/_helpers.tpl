@@ -66,6 +66,10 @@ e2e/test_chart.py (the operator reconciles every example as this ServiceAccount)
 - apiGroups: ["llmsvc.io"]
   resources: ["llmservices/status"]
   verbs: ["patch"]
+# Scale to zero: the operator moves a service with autoscaling.minReplicas 0 between 0 and 1.
+- apiGroups: ["llmsvc.io"]
+  resources: ["llmservices/scale"]
+  verbs: ["patch"]
 # Children carry ownerReferences with blockOwnerDeletion, which the
 # OwnerReferencesPermissionEnforcement admission plugin allows only with update on finalizers.
 - apiGroups: ["llmsvc.io"]
@@ -93,6 +97,10 @@ e2e/test_chart.py (the operator reconciles every example as this ServiceAccount)
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["list", "create", "patch", "delete"]
+# autoscaling.metrics: keda renders a KEDA ScaledObject instead of an HPA.
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["list", "create", "patch", "delete"]
 # The routers' Role grants endpointslices get/list/watch; RBAC lets the operator create that
 # Role only if it holds the same permissions (no escalate or bind verbs are granted).
 - apiGroups: ["discovery.k8s.io"]
@@ -108,6 +116,12 @@ e2e/test_chart.py (the operator reconciles every example as this ServiceAccount)
 {{- define "llmservice-operator.validate" -}}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled=true needs metrics.enabled=true (the ServiceMonitor scrapes the metrics Service): enable metrics or disable the ServiceMonitor" -}}
+{{- end -}}
+{{- if and .Values.metricsApi.enabled .Values.watchNamespaces -}}
+{{- fail "metricsApi.enabled=true registers a cluster-scoped APIService and auth-delegator binding, which watchNamespaces mode does not create: set metricsApi.enabled=false (and use autoscaling.metrics: prometheus or keda) or drop watchNamespaces" -}}
+{{- end -}}
+{{- if and .Values.metricsApi.enabled (has (int .Values.metricsApi.port) (list (int .Values.health.port) (int .Values.metrics.port))) -}}
+{{- fail (printf "metricsApi.port %d is already the health or metrics port: give it its own port" (int .Values.metricsApi.port)) -}}
 {{- end -}}
 {{- if eq (int .Values.health.port) (int .Values.metrics.port) -}}
 {{- if .Values.metrics.enabled -}}

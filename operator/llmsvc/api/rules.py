@@ -186,6 +186,15 @@ AUTOSCALING_RULES = (
     ),
 )
 
+SPEC_RULES = (
+    Rule(
+        cel="self.autoscaling.minReplicas > 0 || self.router.enabled",
+        message="autoscaling.minReplicas 0 needs the router (it holds requests while no replica "
+        "runs and wakes the service): enable the router or set minReplicas to 1",
+        check=lambda s: s.autoscaling.min_replicas > 0 or s.router.enabled,
+    ),
+)
+
 CACHE_RULES = (
     Rule(
         cel="!(has(self.existingClaim) && has(self.storageClassName))",

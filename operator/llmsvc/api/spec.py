@@ -25,6 +25,7 @@ from llmsvc.api.rules import (
     MODEL_RULES,
     PARALLELISM_RULES,
     REVISION_PATTERN,
+    SPEC_RULES,
     Rule,
 )
 
@@ -242,16 +243,21 @@ class RouterSpec(Model):
 
 
 class AutoscalingSpec(Model):
-    """A HorizontalPodAutoscaler on the queue of waiting requests."""
+    """A HorizontalPodAutoscaler (or KEDA ScaledObject) on the queue of waiting requests."""
 
     cel_rules: ClassVar[tuple[Rule, ...]] = AUTOSCALING_RULES
 
     enabled: bool = Field(
         default=False,
-        description="Create the HPA; it then owns spec.replicas and the operator never writes it.",
+        description="Create the HPA; it then owns spec.replicas and the operator never writes it "
+        "(except waking a service scaled to zero, and putting an idle one to zero).",
     )
     min_replicas: int = Field(
-        default=1, ge=1, le=MAX_REPLICAS, description="Fewest replicas (at most 999)."
+        default=1,
+        ge=0,
+        le=MAX_REPLICAS,
+        description="Fewest replicas. 0 scales an idle service to zero groups after "
+        "idleSecondsBeforeZero; the router then holds requests and wakes it (needs the router).",
     )
     max_replicas: int = Field(
         default=4, ge=1, le=MAX_REPLICAS, description="Most replicas (at most 999, as replicas)."
@@ -260,7 +266,42 @@ class AutoscalingSpec(Model):
         default=5,
         ge=1,
         le=10_000,
-        description="Waiting requests per model replica (vllm:num_requests_waiting) to aim for.",
+        description="Waiting requests per model replica to aim for: the router's queue plus "
+        "vllm:num_requests_waiting of every leader, divided by the replicas.",
+    )
+    metrics: Literal["builtin", "prometheus", "keda"] = Field(
+        default="builtin",
+        description="Where the queue metric comes from: builtin (the operator serves "
+        "external.metrics.k8s.io itself; nothing else to install), prometheus (an HPA on "
+        "custom metrics from prometheus-adapter; the chart ships its rules and PodMonitors) or "
+        "keda (a KEDA ScaledObject with a Prometheus trigger instead of an HPA).",
+    )
+    scale_up_stabilization_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="HPA scale-up stabilization window: the highest recommendation of this "
+        "window is used, so 0 reacts at once.",
+    )
+    scale_down_stabilization_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=3600,
+        description="HPA scale-down stabilization window: a model replica takes minutes to "
+        "start, so the default waits 10 minutes of lower demand before removing one.",
+    )
+    idle_seconds_before_zero: int = Field(
+        default=600,
+        ge=0,
+        le=86_400,
+        description="With minReplicas 0: how long the queue must stay empty (and the service at "
+        "one replica) before the operator scales it to zero.",
+    )
+    prometheus_address: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090",
+        max_length=512,
+        pattern=r"^https?://\S+$",
+        description="Prometheus server the KEDA trigger queries (metrics: keda).",
     )
 
 
@@ -328,6 +369,8 @@ class NetworkPolicySpec(Model):
 
 class LLMServiceSpec(Model):
     """Desired state of an LLMService."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = SPEC_RULES
 
     replicas: int = Field(
         default=1,

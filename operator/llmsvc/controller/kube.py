@@ -29,6 +29,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
+    "ScaledObject": ("/apis/keda.sh/v1alpha1", "scaledobjects"),  # listed only with metrics: keda
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),
     "LLMService": ("/apis/llmsvc.io/v1alpha1", "llmservices"),

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Prometheus /metrics (default 0.0.0.0:9090; empty disables)",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    from llmsvc.controller import autoscaler
+
+    autoscaler.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     runtime = Runtime(settings=settings, metrics=metrics, resync=args.resync_seconds)
     registry = kopf.OperatorRegistry()
     register(registry, runtime)
+    if args.metrics_api_address:
+        from llmsvc.controller.autoscaler import Autoscaler
+        from llmsvc.controller.autoscaler import register as register_autoscaler
+
+        register_autoscaler(registry, Autoscaler(args, runtime))
     kopf.run(
         registry=registry,
         standalone=True,

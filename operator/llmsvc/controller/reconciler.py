@@ -42,7 +42,10 @@ class Settings:
 async def observe(kube: Kube, svc: LLMService) -> tuple[dict[tuple[str, str], Obj], list[Obj]]:
     """Every child labelled for ``svc`` (by kind and name), and its engine pods."""
     selector = f"{names.LABEL_NAME}={svc.name}"
-    lists = await asyncio.gather(*(kube.list(k, svc.namespace, selector) for k in CHILD_KINDS))
+    # KEDA's CRD may not exist: ScaledObjects are listed only when this service asks for them.
+    keda = ("ScaledObject",) if svc.spec.autoscaling.metrics == "keda" else ()
+    kinds = CHILD_KINDS + keda
+    lists = await asyncio.gather(*(kube.list(k, svc.namespace, selector) for k in kinds))
     live = {key(obj): obj for items in lists for obj in items}
     pods = await kube.list("Pod", svc.namespace, f"{selector},{names.LABEL_GROUP}")
     return live, pods

@@ -20,6 +20,7 @@ from llmsvc.render import names
 
 Obj = dict[str, Any]
 OK = Verdict("Degraded", False, "AsExpected")
+SCALED_TO_ZERO = "scaled to zero while idle: the router holds new requests and wakes the service"
 
 
 def _router_available(svc: LLMService, live: dict[tuple[str, str], Obj]) -> bool:
@@ -104,7 +105,11 @@ def _ready(
 ) -> Verdict:
     """Ready means serving at full size: every group Ready, the router up, nothing degraded.
 
-    A rollout with a surge group keeps the service Ready (Progressing says it is rolling)."""
+    A rollout with a surge group keeps the service Ready (Progressing says it is rolling).
+    Scaled to zero by the autoscaler is Ready too: the router holds requests and wakes it."""
+    asleep = svc.spec.replicas == 0 and svc.spec.autoscaling.enabled
+    if asleep and router_ok and not degraded.status:
+        return Verdict("Ready", True, "ScaledToZero", SCALED_TO_ZERO)
     if ready == svc.spec.replicas and router_ok and not degraded.status:
         return Verdict("Ready", True, "Ready", f"{ready} of {svc.spec.replicas} replicas ready")
     blocker = degraded if degraded.status else progressing

@@ -36,7 +36,7 @@ def render(svc: LLMService, *, image: str = DEFAULT_IMAGE) -> list[dict[str, Any
         *services.services(svc),
         *(engine.statefulset(svc, g, path, image) for g in range(svc.spec.replicas)),
         *router.router(svc, image),
-        *autoscaling.hpa(svc),
+        *autoscaling.autoscaler(svc),
         *network.network_policies(svc),
     ]
     return sorted(children, key=sort_key)

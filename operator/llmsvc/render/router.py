@@ -52,6 +52,9 @@ def router_container(svc: LLMService, image: str) -> Manifest:
     ]
     if mounts:
         args += ["--api-key-file", f"{API_KEYS_DIR}/keys"]
+    auto = svc.spec.autoscaling
+    if auto.enabled and auto.min_replicas == 0:
+        args.append("--hold-when-empty")  # the held requests wake the service
     return {
         "name": "router",
         "image": svc.spec.router.image or image,

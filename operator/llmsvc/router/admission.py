@@ -4,6 +4,11 @@ A request is admitted at once when a backend has room and nobody is waiting. Oth
 waits in a bounded priority queue (higher priority first, then arrival order) until a slot
 frees, its timeout passes, or its client goes away. A freed slot is handed to the head
 waiter directly, so a newcomer cannot overtake the queue.
+
+With ``hold_when_empty`` (a service that scales to zero) a request that finds no backend at all
+waits in the same bounded queue instead of failing: the queue is what wakes the service, and
+the first backend that appears takes the waiters. Backends that exist but are all unhealthy
+still fail fast: that is a broken service, not a sleeping one.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ class Admission:
         wait_s: float = 30.0,
     ) -> Endpoint:
         """A backend with a slot reserved for this request; raises ``RequestError`` 429/503."""
-        if not self.pool.any_usable(exclude):
+        if not self.pool.any_usable(exclude) and not self._holding():
             raise self._unavailable("no healthy backend is available")
         if not self._heap:
             endpoint = self._try(info, exclude)
@@ -74,6 +79,10 @@ class Admission:
         except BaseException:
             self._abandon(waiter)
             raise
+
+    def _holding(self) -> bool:
+        """Hold requests while no backend exists (scaled to zero, waking up)."""
+        return self.pool.config.hold_when_empty and not self.pool.backends
 
     def _abandon(self, waiter: _Waiter) -> None:
         """The waiter gave up: leave the queue, or give back a slot handed over meanwhile."""

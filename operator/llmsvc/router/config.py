@@ -39,3 +39,4 @@ class RouterConfig:
     session_header: str = "x-session-id"
     priority_header: str = "x-priority"
     retry_after_seconds: int = 1
+    hold_when_empty: bool = False

@@ -55,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-concurrency", type=int, default=256, help="per backend")
     parser.add_argument("--queue-size", type=int, default=1024, help="waiting requests, max")
     parser.add_argument("--queue-timeout", type=float, default=30.0, help="seconds in queue, max")
+    parser.add_argument(
+        "--hold-when-empty",
+        action="store_true",
+        help="queue requests while no backend exists (scale to zero) instead of answering 503",
+    )
     parser.add_argument("--connect-timeout", type=float, default=5.0, help="seconds")
     parser.add_argument(
         "--first-byte-timeout",
@@ -182,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         api_key_file=args.api_key_file,
         session_header=args.session_header,
         priority_header=args.priority_header,
+        hold_when_empty=args.hold_when_empty,
     )
     discovery: Discovery = (
         StaticDiscovery(args.backend)
