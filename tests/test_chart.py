@@ -170,8 +170,11 @@ GRANTED = {
     *((g, r, v) for g, r in (("", "services"), ("", "serviceaccounts"),
                              ("rbac.authorization.k8s.io", "roles"),
                              ("rbac.authorization.k8s.io", "rolebindings"),
-                             ("autoscaling", "horizontalpodautoscalers"))
+                             ("autoscaling", "horizontalpodautoscalers"),
+                             ("policy", "poddisruptionbudgets"),
+                             ("scheduling.k8s.io", "podgroups"))
       for v in ("list", "create", "patch", "delete")),
+    ("", "nodes", "list"),
     *(("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")),
     ("", "events", "create"),
 }  # fmt: skip

@@ -6,6 +6,8 @@ plain function call: no cluster, no discovery.
 
 from __future__ import annotations
 
+from typing import Any
+
 from llmsvc.render import Capabilities, group, render, surge_extras
 from llmsvc.render.podgroup import NONE
 from tests.invalid_cases import setter
@@ -16,8 +18,9 @@ TOPOLOGY = Capabilities(podgroup_version="scheduling.k8s.io/v1beta1", podgroup_t
 RACK = "example.com/rack"
 
 
-def _pod(sts: dict[str, object]) -> dict[str, object]:
-    return sts["spec"]["template"]["spec"]  # type: ignore[index,no-any-return]
+def _pod(sts: dict[str, Any]) -> dict[str, Any]:
+    pod: dict[str, Any] = sts["spec"]["template"]["spec"]
+    return pod
 
 
 def test_without_the_api_no_podgroup_and_no_scheduling_group() -> None:

@@ -113,6 +113,9 @@ def test_scale_down_deletes_highest_groups_first() -> None:
         ("StatefulSet", "llama-3"),
         ("StatefulSet", "llama-2"),
         ("StatefulSet", "llama-1"),
+        ("PodDisruptionBudget", "llama-1"),  # each group's budget goes after the groups
+        ("PodDisruptionBudget", "llama-2"),
+        ("PodDisruptionBudget", "llama-3"),
     ]
 
 

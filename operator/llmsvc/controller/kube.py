@@ -25,6 +25,9 @@ KINDS: dict[str, tuple[str, str]] = {
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    # The served version is discovered (llmsvc.controller.discovery); this is only the default.
+    "PodGroup": ("/apis/scheduling.k8s.io/v1beta1", "podgroups"),
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),
     "LLMService": ("/apis/llmsvc.io/v1alpha1", "llmservices"),
@@ -37,6 +40,7 @@ CHILD_KINDS = (
     "Role",
     "RoleBinding",
     "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
 )
 FIELD_MANAGER = "llmsvc-operator"
 COMPONENT = "llmsvc-operator"
@@ -44,9 +48,16 @@ MAX_EVENT_MESSAGE = 1024
 WriteHook = Callable[[str, str, str], None]  # (verb, kind, namespace)
 
 
-def path(kind: str, namespace: str, name: str = "", sub: str = "") -> str:
-    """The REST path of a namespaced object (or of the collection when ``name`` is empty)."""
+def prefix_of(api_version: str) -> str:
+    """The REST prefix of an apiVersion: ``v1`` -> ``/api/v1``, ``apps/v1`` -> ``/apis/apps/v1``."""
+    return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+
+
+def path(kind: str, namespace: str, name: str = "", sub: str = "", api_version: str = "") -> str:
+    """The REST path of a namespaced object (or of the collection when ``name`` is empty);
+    ``api_version`` overrides the table's version (for kinds whose version is discovered)."""
     prefix, plural = KINDS[kind]
+    prefix = prefix_of(api_version) if api_version else prefix
     parts = [prefix, "namespaces", namespace, plural, name, sub]
     return "/".join(p.strip("/") for p in parts if p).join(["/", ""])
 
@@ -62,6 +73,11 @@ async def api_client() -> client.ApiClient:
 
 class Kube:
     """Typed-enough access to the objects the operator reads and writes."""
+
+    @staticmethod
+    def _url(obj: Obj) -> str:
+        meta = obj["metadata"]
+        return path(obj["kind"], meta["namespace"], meta["name"], api_version=obj["apiVersion"])
 
     def __init__(self, api: client.ApiClient, on_write: WriteHook | None = None) -> None:
         self._api = api
@@ -98,9 +114,33 @@ class Kube:
                 return None
             raise
 
-    async def list(self, kind: str, namespace: str, selector: str) -> list[Obj]:
+    async def get_raw(self, url: str) -> Obj | None:
+        """Any GET (discovery documents); None when the server does not serve ``url``."""
+        try:
+            return await self._call("GET", url)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def dry_run_create(self, obj: Obj) -> Obj:
+        """Create ``obj`` with ``dryRun=All``: what the server would store, nothing written."""
+        meta = obj["metadata"]
+        url = path(obj["kind"], meta["namespace"], api_version=obj["apiVersion"])
+        return await self._call("POST", url, body=obj, query=[("dryRun", "All")])
+
+    async def cordoned_nodes(self) -> set[str]:
+        """Names of the nodes marked unschedulable (cordoned, e.g. by ``kubectl drain``)."""
+        query = [("fieldSelector", "spec.unschedulable=true")]
+        result = await self._call("GET", "/api/v1/nodes", query=query)
+        return {str(n["metadata"]["name"]) for n in result.get("items") or []}
+
+    async def list(
+        self, kind: str, namespace: str, selector: str, api_version: str = ""
+    ) -> list[Obj]:
         """Objects of ``kind`` in ``namespace`` matching ``selector``, kind and apiVersion set."""
-        result = await self._call("GET", path(kind, namespace), query=[("labelSelector", selector)])
+        url = path(kind, namespace, api_version=api_version)
+        result = await self._call("GET", url, query=[("labelSelector", selector)])
         items = [dict(item) for item in result.get("items") or []]
         for item in items:  # list items come without their kind and apiVersion
             item.setdefault("kind", kind)
@@ -113,7 +153,7 @@ class Kube:
         self._on_write("apply", obj["kind"], meta["namespace"])
         return await self._call(
             "PATCH",
-            path(obj["kind"], meta["namespace"], meta["name"]),
+            self._url(obj),
             body=obj,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
@@ -125,9 +165,7 @@ class Kube:
         body = {"propagationPolicy": "Background", "preconditions": {"uid": meta.get("uid")}}
         self._on_write("delete", obj["kind"], meta["namespace"])
         try:
-            await self._call(
-                "DELETE", path(obj["kind"], meta["namespace"], meta["name"]), body=body
-            )
+            await self._call("DELETE", self._url(obj), body=body)
         except ApiException as error:
             if error.status not in (404, 409):
                 raise

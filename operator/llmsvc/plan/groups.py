@@ -33,6 +33,7 @@ class GroupView:
     expected: int
     pods: tuple[PodFacts, ...]
     update_revision: str
+    evacuate: bool = False  # a rank runs on a cordoned node (plan/drain.py)
 
     @property
     def live(self) -> tuple[PodFacts, ...]:
@@ -55,6 +56,11 @@ class GroupView:
         return bool(self.update_revision) and any(
             p.revision and p.revision != self.update_revision for p in self.pods
         )
+
+    @property
+    def needs_replacing(self) -> bool:
+        """The group must move to a new set of pods: outdated template, or a cordoned node."""
+        return self.outdated or self.evacuate
 
     def broken_reason(self) -> str:
         """Why the whole group must be restarted, or '' when it need not be."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from llmsvc.api import LLMService
 from llmsvc.api.status import GroupStatus
+from llmsvc.plan import drain
 from llmsvc.plan.diff import satisfies
 from llmsvc.plan.groups import GroupView, group_views
 from llmsvc.plan.pods import pod_facts
@@ -86,7 +87,7 @@ def _may_roll(views: Sequence[GroupView], surge: Surge) -> int | None:
     the surge group is Ready (or could not be scheduled)."""
     if not views or not surge.allows_replacing() or any(v.health() != "Ready" for v in views):
         return None
-    return next((v.index for v in views if v.outdated), None)
+    return next((v.index for v in views if v.needs_replacing), None)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,13 @@ class Groups:
 
 
 def decide_groups(
-    svc: LLMService, live: dict[Key, Obj], pods: list[Obj], now: datetime, policy: RestartPolicy
+    svc: LLMService,
+    live: dict[Key, Obj],
+    pods: list[Obj],
+    now: datetime,
+    policy: RestartPolicy,
+    *,
+    cordoned: frozenset[str] = frozenset(),
 ) -> Groups:
     """A decision per group index 0..replicas-1, and whether a surge group is wanted."""
     replicas = svc.spec.replicas
@@ -106,6 +113,7 @@ def decide_groups(
     revisions = {g: _update_revision(live, svc.name, g) for g in indices}
     facts = [f for f in (pod_facts(p) for p in pods) if f is not None]
     *views, surge_view = group_views(facts, svc.spec.parallelism.nodes, revisions, indices)
+    views = drain.mark(views, cordoned)
     surge = assess(views, surge_view, was_blocked=bool(svc.status.surge_blocked))
     previous = {g.index: g for g in svc.status.groups}
     reset = svc.status.observed_generation != svc.metadata.generation
@@ -166,19 +174,27 @@ def plan(
     now: datetime,
     policy: RestartPolicy,
     surge_group: Obj | None = None,
+    surge_extras: Sequence[Obj] = (),
+    cordoned: frozenset[str] = frozenset(),
+    gang: str = "",
 ) -> Plan:
     """Decide every write of one reconcile.
 
     ``surge_group`` is the StatefulSet that group ``replicas`` would be (rendered by the caller);
-    it is created only while a rollout wants a surge group.
+    it is created only while a rollout wants a surge group, with ``surge_extras`` (its PodGroup).
+    ``cordoned`` names the unschedulable nodes (groups on them move, see ``plan/drain.py``);
+    ``gang`` says how groups are gang-scheduled (status.gangScheduling).
     """
-    groups = decide_groups(svc, live, pods, now, policy)
+    groups = decide_groups(svc, live, pods, now, policy, cordoned=cordoned)
     decisions, surge = groups.decisions, groups.surge
-    desired = _desired(svc, rendered, decisions, surge_group if surge.wanted else None)
+    extras = list(surge_extras) if surge.wanted else []
+    desired = _desired(svc, [*rendered, *extras], decisions, surge_group if surge.wanted else None)
     apply, delete, conflicts = _writes(svc, desired, live)
     restart = [d.status.index for d in decisions if d.action in ("restart", "rollout")]
     restart += [surge.index] if surge.stale else []  # bring it to the new template first
-    status = build_status(svc, decisions, live=live, conflicts=conflicts, now=now, surge=surge)
+    status = build_status(
+        svc, decisions, live=live, conflicts=conflicts, now=now, surge=surge, gang=gang
+    )
     new_status = status if status != svc.status.wire() else None
     events = _events(svc, decisions, apply=apply, delete=delete, live=live, conflicts=conflicts)
     if surge.rolling and surge.blocked and not svc.status.surge_blocked:
@@ -213,6 +229,8 @@ def _events(
                     f"restarted group {g} ({d.reason}), restart {d.status.restarts}",
                 )
             )
+        elif d.action == "rollout" and d.reason == "node cordoned":
+            events.append(Event("Normal", "Evacuating", f"moving group {g} off a cordoned node"))
         elif d.action == "rollout":
             events.append(
                 Event("Normal", "RollingUpdate", f"replacing group {g} with the new template")

@@ -42,6 +42,7 @@ class PodFacts:
     unschedulable_message: str
     restarts: int
     revision: str
+    node: str = ""  # spec.nodeName once bound
 
 
 def _condition(pod: Obj, kind: str) -> Obj:
@@ -73,4 +74,5 @@ def pod_facts(pod: Obj) -> PodFacts | None:
         else "",
         restarts=sum(int(c.get("restartCount", 0)) for c in containers),
         revision=str(labels.get(REVISION_LABEL, "")),
+        node=str((pod.get("spec") or {}).get("nodeName") or ""),
     )

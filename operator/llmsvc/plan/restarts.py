@@ -107,8 +107,9 @@ def _decide(
         return GroupDecision("down", replace_status(base, phase="Failed", ready_pods=0))
     if health == "Broken":
         return _broken(view, base, policy, now, last)
-    if view.outdated and health != "Terminating" and (health != "Ready" or may_roll):
-        return GroupDecision("rollout", replace_status(base, phase="Restarting"), "new template")
+    if view.needs_replacing and health != "Terminating" and (health != "Ready" or may_roll):
+        reason = "new template" if view.outdated else "node cordoned"
+        return GroupDecision("rollout", replace_status(base, phase="Restarting"), reason)
     return GroupDecision("none", base)
 
 

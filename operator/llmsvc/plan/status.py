@@ -113,6 +113,7 @@ def build_status(
     conflicts: Sequence[str],
     now: datetime,
     surge: Surge,
+    gang: str = "",
 ) -> Obj:
     """The full status for this observation, as it is written to the API server."""
     groups = sum(
@@ -133,6 +134,7 @@ def build_status(
         verdicts=verdicts,
         now=now,
         surge_blocked=(surge.rolling and surge.blocked) or None,
+        gang=gang,
     )
 
 
@@ -146,6 +148,7 @@ def _status(
     verdicts: Sequence[Verdict],
     now: datetime,
     surge_blocked: bool | None,
+    gang: str = "",
 ) -> Obj:
     generation = svc.metadata.generation
     return LLMServiceStatus(
@@ -159,6 +162,7 @@ def _status(
         conditions=settle(verdicts, svc.status.conditions, now, generation),
         groups=[d.status for d in decisions],
         surge_blocked=surge_blocked,
+        gang_scheduling=gang or None,
     ).wire()
 
 

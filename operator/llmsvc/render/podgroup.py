@@ -52,8 +52,10 @@ def gang_enabled(svc: LLMService, caps: Capabilities) -> bool:
 
 def native_topology(svc: LLMService, caps: Capabilities) -> bool:
     """Whether the scheduler itself keeps each group in one ``topologyKey`` domain."""
-    return bool(svc.spec.scheduling.topology_key) and gang_enabled(svc, caps) and (
-        caps.podgroup_topology
+    return (
+        bool(svc.spec.scheduling.topology_key)
+        and gang_enabled(svc, caps)
+        and (caps.podgroup_topology)
     )
 
 
@@ -89,8 +91,7 @@ def podgroup(svc: LLMService, g: int, caps: Capabilities) -> list[Manifest]:
             "metadata": {
                 "name": name(svc, g, caps),
                 "namespace": svc.namespace,
-                "labels": names.common_labels(svc.name, names.ENGINE)
-                | {names.LABEL_GROUP: str(g)},
+                "labels": names.common_labels(svc.name, names.ENGINE) | {names.LABEL_GROUP: str(g)},
             },
             "spec": spec,
         }
