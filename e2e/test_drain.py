@@ -1,0 +1,138 @@
+"""``kubectl drain`` under a two-replica LLMService: the drain completes without losing service.
+
+Each test gives its LLMService a private pool of fake GPU nodes. The per-group budget refuses
+the drain's evictions of a Ready group; the operator sees the cordoned node, brings a surge group
+up elsewhere first, then moves the group, and the drain completes. Serving capacity (Ready
+leaders, which the router sends requests to) never drops below two, and no group ever mixes pod
+templates. With no room for a surge group, the group moves alone and the status says so.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from e2e.gang_helpers import add_nodes, node, placement, pool
+from e2e.helpers import apply, is_ready, kubectl, pods, wait_for
+from e2e.operator_process import OperatorProcess
+from e2e.test_operator import get, llmservice, wait_ready
+
+ONE_NODE = {"tensor": 8, "gpusPerNode": 8}  # one group = one 8-GPU pod
+DRAIN_TIMEOUT = 180
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: object) -> Iterator[OperatorProcess]:
+    """One operator process for this module."""
+    process = OperatorProcess()
+    process.start()
+    yield process
+    process.stop()
+
+
+def ranks(namespace: str, name: str) -> list[dict[str, Any]]:
+    return [p for p in pods(namespace, f"llmsvc.io/name={name},llmsvc.io/group")
+            if not p["metadata"].get("deletionTimestamp")]  # fmt: skip
+
+
+def ready_leaders(items: list[dict[str, Any]]) -> int:
+    return sum(1 for p in items if is_ready(p)
+               and p["metadata"]["labels"].get("apps.kubernetes.io/pod-index") == "0")  # fmt: skip
+
+
+def mixed_groups(items: list[dict[str, Any]]) -> list[str]:
+    revisions: dict[str, set[str]] = {}
+    for p in items:
+        labels = p["metadata"]["labels"]
+        revisions.setdefault(labels["llmsvc.io/group"], set()).add(
+            labels.get("controller-revision-hash", "")
+        )
+    return [g for g, revs in revisions.items() if len(revs) > 1]
+
+
+def drain(node_name: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            "kubectl",
+            "drain",
+            node_name,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            f"--timeout={DRAIN_TIMEOUT}s",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def watch_drain(namespace: str, name: str, proc: subprocess.Popen[str]) -> int:
+    """Poll while the drain runs; return the fewest Ready leaders seen."""
+    fewest = 99
+    deadline = time.monotonic() + DRAIN_TIMEOUT + 10
+    while proc.poll() is None and time.monotonic() < deadline:
+        items = ranks(namespace, name)
+        fewest = min(fewest, ready_leaders(items))
+        assert mixed_groups(items) == [], "a group mixes pod templates"
+        time.sleep(0.3)
+    output = proc.communicate(timeout=10)[0] if proc.poll() is not None else ""
+    assert proc.returncode == 0, f"kubectl drain did not complete:\n{output}"
+    return fewest
+
+
+def node_of_group(namespace: str, name: str, g: int) -> str:
+    (leader,) = pods(namespace, f"llmsvc.io/name={name},llmsvc.io/group={g}")
+    return str(leader["spec"]["nodeName"])
+
+
+def test_drain_moves_a_group_after_its_replacement_is_ready(
+    operator: OperatorProcess, namespace: str
+) -> None:
+    with pool(f"drain-{namespace}") as name:
+        add_nodes(*(node(f"{name}-{i}", name) for i in range(4)))
+        svc = llmservice("dr", replicas=2, parallelism=ONE_NODE, scheduling=placement(name))
+        apply(svc, namespace)
+        wait_ready("dr", namespace)
+        victim = node_of_group(namespace, "dr", 0)
+        fewest = watch_drain(namespace, "dr", drain(victim))
+        assert fewest >= 2, f"serving capacity dropped to {fewest} Ready replicas"
+        assert victim not in [p["spec"].get("nodeName") for p in ranks(namespace, "dr")]
+        wait_for(lambda: not pods(namespace, "llmsvc.io/name=dr,llmsvc.io/group=2"),
+                 timeout=60, what="surge group removed")  # fmt: skip
+        wait_ready("dr", namespace)
+        reasons = [e["reason"] for e in kubectl_events(namespace, "dr")]
+        assert "Evacuating" in reasons
+
+
+def test_drain_without_room_for_a_surge_moves_one_group_and_says_so(
+    operator: OperatorProcess, namespace: str
+) -> None:
+    with pool(f"tight-{namespace}") as name:
+        add_nodes(*(node(f"{name}-{i}", name) for i in range(3)))
+        svc = llmservice("tight", replicas=2, parallelism=ONE_NODE, scheduling=placement(name))
+        apply(svc, namespace)
+        wait_ready("tight", namespace)
+        # the third node is taken by something else: no room for a surge group
+        kubectl("cordon", f"{name}-2")
+        spare = {n["spec"].get("nodeName") for n in ranks(namespace, "tight")}
+        assert f"{name}-2" not in spare
+        victim = node_of_group(namespace, "tight", 0)
+        fewest = watch_drain(namespace, "tight", drain(victim))
+        assert fewest >= 1
+        status = get("tight", namespace)["status"]
+        assert status.get("surgeBlocked") is True
+        kubectl("uncordon", f"{name}-2")
+        wait_ready("tight", namespace)
+
+
+def kubectl_events(namespace: str, name: str) -> list[dict[str, Any]]:
+    from e2e.helpers import kubectl_json
+
+    items: list[dict[str, Any]] = kubectl_json(
+        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+    )["items"]
+    return items
