@@ -4,7 +4,8 @@ Each test gives its LLMService a private pool of fake GPU nodes. The per-group b
 the drain's evictions of a Ready group; the operator sees the cordoned node, brings a surge group
 up elsewhere first, then moves the group, and the drain completes. Serving capacity (Ready
 leaders, which the router sends requests to) never drops below two, and no group ever mixes pod
-templates. With no room for a surge group, the group moves alone and the status says so.
+templates. With no room for a surge group, the group moves alone (an Event says so) and waits,
+Degraded=Unschedulable, until a node has room.
 """
 
 from __future__ import annotations
@@ -123,8 +124,11 @@ def test_drain_without_room_for_a_surge_moves_one_group_and_says_so(
         victim = node_of_group(namespace, "tight", 0)
         fewest = watch_drain(namespace, "tight", drain(victim))
         assert fewest >= 1
-        status = get("tight", namespace)["status"]
-        assert status.get("surgeBlocked") is True
+        reasons = [e["reason"] for e in kubectl_events(namespace, "tight")]
+        assert "SurgeUnschedulable" in reasons  # "no room for surge group 2: ... one at a time"
+        degraded = next(c for c in get("tight", namespace)["status"]["conditions"]
+                        if c["type"] == "Degraded")  # fmt: skip
+        assert degraded["reason"] == "Unschedulable"  # the moved group waits for room
         kubectl("uncordon", f"{name}-2")
         wait_ready("tight", namespace)
 

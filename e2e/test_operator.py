@@ -21,7 +21,7 @@ from llmsvc.plan.diff import satisfies
 from llmsvc.render import DEFAULT_IMAGE, render
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
-CHILD_KINDS = "statefulsets,services,deployments,serviceaccounts,roles,rolebindings,hpa"
+CHILD_KINDS = "statefulsets,services,deployments,serviceaccounts,roles,rolebindings,hpa,pdb"
 READY_TIMEOUT = 120.0
 
 
