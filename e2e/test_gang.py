@@ -67,7 +67,7 @@ def test_a_group_that_cannot_fit_binds_no_pod_until_it_fits_whole(
         (pg,) = podgroups(namespace)
         assert pg["spec"]["schedulingPolicy"] == {"gang": {"minCount": 2}}
         assert pg["metadata"]["ownerReferences"][0]["name"] == "gang"
-        for rank in pods(namespace, "llmsvc.io/name=gang"):
+        for rank in pods(namespace, "llmsvc.io/name=gang,llmsvc.io/group"):
             assert rank["spec"]["schedulingGroup"] == {"podGroupName": pg["metadata"]["name"]}
         assert "PodGroup scheduling.k8s.io/v1beta1" in gang_status(namespace, "gang")
         cond = wait_for(lambda: condition(get("gang", namespace), "Degraded") or None,
@@ -114,7 +114,7 @@ def test_podgroups_follow_the_groups(operator: OperatorProcess, namespace: str) 
                  timeout=60, what="PodGroup pgs-1 deleted with its group")  # fmt: skip
         kubectl("patch", "llmservice/pgs", "-n", namespace, "--type=merge",
                 "-p", '{"spec":{"scheduling":{"gang":"off"}}}')  # fmt: skip
-        wait_for(lambda: podgroups(namespace) == [], timeout=60, what="PodGroups pruned")
+        wait_for(lambda: podgroups(namespace) == [], timeout=120, what="PodGroups pruned")
 
 
 def racks(namespace: str, name: str) -> set[str]:

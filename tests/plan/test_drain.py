@@ -106,3 +106,15 @@ def test_the_surge_group_gets_its_podgroup_only_while_it_is_wanted() -> None:
     assert ("PodGroup", "llama-2") in applied
     idle = [key(o) for o in plan(svc, render(svc), **kwargs).apply]
     assert ("PodGroup", "llama-2") not in idle
+
+
+def test_turning_gang_off_reapplies_the_template_without_its_scheduling_group() -> None:
+    """The subset check alone would keep a template that still names a PodGroup."""
+    svc, _ = converge(service(), [])
+    gang = {key(o): o for o in render(svc, caps=GANG)}
+    live = {k: o | {"metadata": o["metadata"] | {"ownerReferences": [{"uid": "uid-llama"}]}}
+            for k, o in gang.items()}  # fmt: skip
+    p = plan(svc, render(svc), live=live, pods=[], now=T0, policy=POLICY)
+    applied = [key(o) for o in p.apply]
+    assert ("StatefulSet", "llama-0") in applied
+    assert ("PodGroup", "llama-0") in [key(o) for o in p.delete]

@@ -147,6 +147,19 @@ def _desired(
     return result
 
 
+# Pod spec fields the operator sets only sometimes (gang scheduling on or off): the subset check
+# cannot see that one was dropped, so a live template still holding one is re-applied.
+DROPPABLE = ("schedulingGroup",)
+
+
+def _dropped(current: Obj, obj: Obj) -> bool:
+    if obj["kind"] != "StatefulSet":
+        return False
+    live = current.get("spec", {}).get("template", {}).get("spec") or {}
+    want = obj["spec"]["template"]["spec"]
+    return any(field in live and field not in want for field in DROPPABLE)
+
+
 def _writes(
     svc: LLMService, desired: list[Obj], live: dict[Key, Obj]
 ) -> tuple[list[Obj], list[Obj], list[str]]:
@@ -157,7 +170,7 @@ def _writes(
         current = live.get(key(obj))
         if current is not None and not owned_by(current, uid):
             conflicts.append(f"{obj['kind']}/{obj['metadata']['name']}")
-        elif current is None or not satisfies(current, obj):
+        elif current is None or not satisfies(current, obj) or _dropped(current, obj):
             apply.append(obj)
     wanted = {key(o) for o in desired}
     stale = [o for k, o in live.items() if k not in wanted and owned_by(o, uid)]
