@@ -11,6 +11,7 @@ minutes without a request per reconcile. A discovery that fails keeps the last a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -57,11 +58,17 @@ class Discovery:
     _caps: Capabilities = NONE
     _at: float | None = None
     _log: set[Capabilities] = field(default_factory=set)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def capabilities(self, namespace: str) -> Capabilities:
-        """The cluster's capabilities; ``namespace`` hosts the dry-run probe."""
-        if self._at is not None and self.clock() - self._at < self.ttl:
+        """The cluster's capabilities; ``namespace`` hosts the dry-run probe. Concurrent
+        reconciles share one discovery."""
+        async with self._lock:
+            if self._at is None or self.clock() - self._at >= self.ttl:
+                await self._refresh(namespace)
             return self._caps
+
+    async def _refresh(self, namespace: str) -> None:
         try:
             self._caps = await self._discover(namespace)
         except ApiException as error:
@@ -72,7 +79,6 @@ class Discovery:
         if self._caps not in self._log:
             self._log.add(self._caps)
             log.info("gang scheduling: %s", describe(self._caps))
-        return self._caps
 
     async def _discover(self, namespace: str) -> Capabilities:
         version = served_version(await self.kube.get_raw(f"/apis/{GROUP}"))
@@ -87,9 +93,11 @@ class Discovery:
     async def _topology(self, version: str, namespace: str) -> bool:
         try:
             stored = await self.kube.dry_run_create(probe(version, namespace))
-        except ApiException as error:
-            log.info("PodGroup topology probe refused (%s): using pod affinity", error.reason)
-            return False
+        except ApiException as error:  # e.g. the namespace is being deleted: keep the last answer
+            known = self._caps.podgroup_version == version and self._caps.podgroup_topology
+            log.info("PodGroup topology probe refused (%s); topology-aware placement: %s",
+                     error.reason, known)  # fmt: skip
+            return known
         return bool((stored.get("spec") or {}).get("schedulingConstraints"))
 
 
