@@ -22,7 +22,7 @@ from llmsvc.render import DEFAULT_IMAGE, render
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 CHILD_KINDS = (
-    "statefulsets,services,deployments,serviceaccounts,roles,rolebindings,hpa,networkpolicies"
+    "statefulsets,services,deployments,serviceaccounts,roles,rolebindings,hpa,networkpolicies,pdb"
 )
 READY_TIMEOUT = 120.0
 

@@ -245,8 +245,11 @@ GRANTED = {
                              ("rbac.authorization.k8s.io", "rolebindings"),
                              ("autoscaling", "horizontalpodautoscalers"),
                              ("networking.k8s.io", "networkpolicies"),
-                             ("keda.sh", "scaledobjects"))
+                             ("keda.sh", "scaledobjects"),
+                             ("policy", "poddisruptionbudgets"),
+                             ("scheduling.k8s.io", "podgroups"))
       for v in ("list", "create", "patch", "delete")),
+    ("", "nodes", "list"),
     *(("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")),
     ("", "events", "create"),
 }  # fmt: skip

@@ -59,6 +59,7 @@ def test_children_sorted_without_owner_references() -> None:
     assert {kind for kind, _ in keys} == {
         "Deployment",
         "NetworkPolicy",
+        "PodDisruptionBudget",
         "Role",
         "RoleBinding",
         "Service",
@@ -452,7 +453,17 @@ def test_import_contracts_hold() -> None:
     assert "0 broken" in result.stdout
 
 
-STDLIB_ALLOWED = {"__future__", "copy", "math", "posixpath", "shlex", "typing", "collections"}
+STDLIB_ALLOWED = {
+    "__future__",
+    "copy",
+    "math",
+    "posixpath",
+    "shlex",
+    "typing",
+    "collections",
+    "dataclasses",
+    "hashlib",
+}
 
 
 def test_render_modules_import_only_pure_things() -> None:

@@ -4,6 +4,7 @@
 # Env: LLMSVC_GPU_NODES (4), LLMSVC_GPUS_PER_NODE (8), LLMSVC_CPU_NODES (1), LLMSVC_CACHE,
 # LLMSVC_FRESH=1 (recreate even a healthy cluster: no state left over from earlier runs),
 # LLMSVC_REAL_NODES (1 for the default cluster: also start the real kubelet node, node/up.sh).
+# LLMSVC_GANG (1: workload-aware scheduling on, the default; 0: off, the negative control).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=common.sh
@@ -12,7 +13,14 @@ export KWOK_WORKDIR PATH="$LLMSVC_BIN:$PATH"
 LLMSVC_GPU_NODES=${LLMSVC_GPU_NODES:-4}
 LLMSVC_GPUS_PER_NODE=${LLMSVC_GPUS_PER_NODE:-8}
 LLMSVC_CPU_NODES=${LLMSVC_CPU_NODES:-1}
+LLMSVC_GANG=${LLMSVC_GANG:-1}
 LOG_TAG=cluster-up
+# Workload-aware scheduling of Kubernetes 1.37 (kube_features.go): GenericWorkload (beta, off by
+# default) serves the Workload/PodGroup API and enables the scheduler's GangScheduling plugin;
+# TopologyAwareWorkloadScheduling (alpha) keeps PodGroup.spec.schedulingConstraints.topology and
+# enables topology-aware placement. Beta API versions are off by default, hence the runtime-config.
+GANG_FEATURE_GATES=GenericWorkload=true,TopologyAwareWorkloadScheduling=true
+GANG_RUNTIME_CONFIG=scheduling.k8s.io/v1beta1=true
 
 check_inputs() {
 	local var
@@ -20,6 +28,7 @@ check_inputs() {
 		[[ ${!var} =~ ^[0-9]+$ ]] || die "$var must be a whole number (a node or GPU count), got '${!var}'"
 	done
 	[[ $LLMSVC_REAL_NODES =~ ^[01]$ ]] || die "LLMSVC_REAL_NODES must be 0 or 1, got '$LLMSVC_REAL_NODES'"
+	[[ $LLMSVC_GANG =~ ^[01]$ ]] || die "LLMSVC_GANG must be 1 (gang scheduling on) or 0 (off), got '$LLMSVC_GANG'"
 	local bin
 	for bin in kube-apiserver kube-controller-manager kube-scheduler etcd kwok kwokctl kubectl; do
 		[ -x "$LLMSVC_BIN/$bin" ] || die "missing $LLMSVC_BIN/$bin: run 'make cluster-bins' (e2e/cluster/build.sh) first"
@@ -28,7 +37,19 @@ check_inputs() {
 
 kc() { kubectl --kubeconfig "$LLMSVC_KUBECONFIG" "$@"; }
 
-# healthy: the apiserver answers /readyz and every component process recorded by kwokctl is alive.
+# gang_served: whether the running apiserver serves the PodGroup API (LLMSVC_GANG=1 wants it).
+gang_served() {
+	kc get --raw /apis/scheduling.k8s.io/v1beta1 --request-timeout=5s 2>/dev/null | grep -q '"podgroups"'
+}
+
+# gang_flags: kwokctl flags that turn workload-aware scheduling on in every component.
+gang_flags() {
+	[ "$LLMSVC_GANG" = 1 ] || return 0
+	printf '%s\n' --kube-feature-gates "$GANG_FEATURE_GATES" --kube-runtime-config "$GANG_RUNTIME_CONFIG"
+}
+
+# healthy: the apiserver answers /readyz, every component process recorded by kwokctl is alive,
+# and gang scheduling is on or off as LLMSVC_GANG asks.
 healthy() {
 	[ -f "$LLMSVC_KUBECONFIG" ] && [ -d "$cluster_dir/pids" ] || return 1
 	local pidfile
@@ -36,17 +57,19 @@ healthy() {
 		[ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null || return 1
 	done
 	kc get --raw /readyz --request-timeout=5s >/dev/null 2>&1 &&
-		kc get --raw /version --request-timeout=5s 2>/dev/null | grep -qF "\"gitVersion\": \"$K8S_VERSION\""
+		kc get --raw /version --request-timeout=5s 2>/dev/null | grep -qF "\"gitVersion\": \"$K8S_VERSION\"" || return 1
+	if gang_served; then [ "$LLMSVC_GANG" = 1 ]; else [ "$LLMSVC_GANG" = 0 ]; fi
 }
 
 create_cluster() {
-	local out
+	local out gang
 	out=$(mktemp)
-	log "creating cluster '$LLMSVC_CLUSTER' (kwokctl $KWOK_VERSION, Kubernetes $K8S_VERSION, workdir $KWOK_WORKDIR)"
+	mapfile -t gang < <(gang_flags)
+	log "creating cluster '$LLMSVC_CLUSTER' (kwokctl $KWOK_VERSION, Kubernetes $K8S_VERSION, gang scheduling $LLMSVC_GANG, workdir $KWOK_WORKDIR)"
 	local config=$LLMSVC_CACHE/kwokctl-$LLMSVC_CLUSTER.yaml
 	sed "s|@PKI_DIR@|$cluster_dir/pki|g" "$here/kwokctl.yaml" >"$config"
 	if ! kwokctl --name "$LLMSVC_CLUSTER" --config "$config" create cluster \
-		--runtime binary \
+		--runtime binary "${gang[@]}" \
 		--kubeconfig "$LLMSVC_KUBECONFIG" \
 		--kube-apiserver-binary "$LLMSVC_BIN/kube-apiserver" \
 		--kube-controller-manager-binary "$LLMSVC_BIN/kube-controller-manager" \

@@ -124,8 +124,11 @@ def test_scale_down_deletes_highest_groups_first() -> None:
         ("StatefulSet", "llama-2"),
         ("StatefulSet", "llama-1"),
     ]
-    # then the NetworkPolicies of the groups gone (llama-1 stays: the surge group's slot)
-    assert set(deleted[3:]) == {("NetworkPolicy", f"llama-{g}") for g in (2, 3, 4)}
+    # then the other per-group children of the groups gone: the NetworkPolicies (llama-1 stays:
+    # the surge group's slot) and each group's budget, after the groups
+    assert set(deleted[3:]) == {("NetworkPolicy", f"llama-{g}") for g in (2, 3, 4)} | {
+        ("PodDisruptionBudget", f"llama-{g}") for g in (1, 2, 3)
+    }
 
 
 def test_router_disabled_prunes_router_objects_and_autoscaling_off_prunes_hpa() -> None:

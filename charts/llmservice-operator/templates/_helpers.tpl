@@ -101,6 +101,19 @@ e2e/test_chart.py (the operator reconciles every example as this ServiceAccount)
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
   verbs: ["list", "create", "patch", "delete"]
+# A budget per group (no eviction takes one rank); a gang PodGroup per group where the cluster
+# serves them (create also covers the dry-run that probes topology-aware placement).
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list", "create", "patch", "delete"]
+- apiGroups: ["scheduling.k8s.io"]
+  resources: ["podgroups"]
+  verbs: ["list", "create", "patch", "delete"]
+# Cordoned nodes: groups on them are moved before a drain evicts them. Nodes are cluster-scoped,
+# so in a namespaced install (a Role) this grants nothing and drains are not anticipated.
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["list"]
 # The routers' Role grants endpointslices get/list/watch; RBAC lets the operator create that
 # Role only if it holds the same permissions (no escalate or bind verbs are granted).
 - apiGroups: ["discovery.k8s.io"]

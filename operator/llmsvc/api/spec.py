@@ -198,7 +198,8 @@ class ParallelismSpec(Model):
     )
     tensor_across_nodes: bool = Field(
         default=False,
-        description="Allow tensor parallelism to span nodes (needs InfiniBand/RDMA-class links).",
+        description="Deprecated and ignored: tensor parallelism may span nodes without it "
+        "(see docs/parallelism.md for what that costs).",
     )
 
     @property
@@ -346,7 +347,15 @@ class SchedulingSpec(Model):
         default="",
         max_length=316,
         description="Keep all ranks of a group in one topology domain with this node label "
-        "(e.g. a rack or NVLink domain label).",
+        "(e.g. a rack or NVLink domain label): the PodGroup's topology constraint where the "
+        "scheduler offers it, plus a required pod affinity to the own group.",
+    )
+    gang: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: where the cluster serves the PodGroup API (scheduling.k8s.io, "
+        "Kubernetes 1.36+), each group is one gang-scheduled PodGroup (all ranks bind or none); "
+        "off: no PodGroup, for clusters gang-scheduling with Volcano, KAI or Kueue "
+        "(docs/scheduling.md).",
     )
 
 

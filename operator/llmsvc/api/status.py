@@ -86,6 +86,12 @@ class LLMServiceStatus(StatusModel):
     groups: list[GroupStatus] = Field(default_factory=list, description="Per-group state.")
     surge_blocked: bool | None = Field(
         default=None,
-        description="True while a rollout replaces groups one at a time because the extra "
-        "(surge) group on the new template could not be scheduled.",
+        description="True while a rollout (or a move off a cordoned node) replaces groups one "
+        "at a time because the extra (surge) group could not be scheduled.",
+    )
+    gang_scheduling: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="How groups are gang-scheduled: the PodGroup API version in use, or why "
+        "gang scheduling is off (API not served, or spec.scheduling.gang: off).",
     )

@@ -30,6 +30,9 @@ KINDS: dict[str, tuple[str, str]] = {
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies"),
     "ScaledObject": ("/apis/keda.sh/v1alpha1", "scaledobjects"),  # listed only with metrics: keda
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    # The served version is discovered (llmsvc.controller.discovery); this is only the default.
+    "PodGroup": ("/apis/scheduling.k8s.io/v1beta1", "podgroups"),
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),
     "LLMService": ("/apis/llmsvc.io/v1alpha1", "llmservices"),
@@ -43,6 +46,7 @@ CHILD_KINDS = (
     "RoleBinding",
     "HorizontalPodAutoscaler",
     "NetworkPolicy",
+    "PodDisruptionBudget",
 )
 FIELD_MANAGER = "llmsvc-operator"
 COMPONENT = "llmsvc-operator"
@@ -51,9 +55,16 @@ MAX_RETRY_AFTER = 600.0  # a server asking for more than 10 minutes is not taken
 WriteHook = Callable[[str, str, str], None]  # (verb, kind, namespace)
 
 
-def path(kind: str, namespace: str, name: str = "", sub: str = "") -> str:
-    """The REST path of a namespaced object (or of the collection when ``name`` is empty)."""
+def prefix_of(api_version: str) -> str:
+    """The REST prefix of an apiVersion: ``v1`` -> ``/api/v1``, ``apps/v1`` -> ``/apis/apps/v1``."""
+    return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+
+
+def path(kind: str, namespace: str, name: str = "", sub: str = "", api_version: str = "") -> str:
+    """The REST path of a namespaced object (or of the collection when ``name`` is empty);
+    ``api_version`` overrides the table's version (for kinds whose version is discovered)."""
     prefix, plural = KINDS[kind]
+    prefix = prefix_of(api_version) if api_version else prefix
     parts = [prefix, "namespaces", namespace, plural, name, sub]
     return "/".join(p.strip("/") for p in parts if p).join(["/", ""])
 
@@ -103,6 +114,11 @@ async def api_client() -> client.ApiClient:
 class Kube:
     """Typed-enough access to the objects the operator reads and writes."""
 
+    @staticmethod
+    def _url(obj: Obj) -> str:
+        meta = obj["metadata"]
+        return path(obj["kind"], meta["namespace"], meta["name"], api_version=obj["apiVersion"])
+
     def __init__(self, api: client.ApiClient, on_write: WriteHook | None = None) -> None:
         self._api = api
         self._on_write = on_write or (lambda verb, kind, namespace: None)
@@ -138,9 +154,33 @@ class Kube:
                 return None
             raise
 
-    async def list(self, kind: str, namespace: str, selector: str) -> list[Obj]:
+    async def get_raw(self, url: str) -> Obj | None:
+        """Any GET (discovery documents); None when the server does not serve ``url``."""
+        try:
+            return await self._call("GET", url)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def dry_run_create(self, obj: Obj) -> Obj:
+        """Create ``obj`` with ``dryRun=All``: what the server would store, nothing written."""
+        meta = obj["metadata"]
+        url = path(obj["kind"], meta["namespace"], api_version=obj["apiVersion"])
+        return await self._call("POST", url, body=obj, query=[("dryRun", "All")])
+
+    async def cordoned_nodes(self) -> set[str]:
+        """Names of the nodes marked unschedulable (cordoned, e.g. by ``kubectl drain``)."""
+        query = [("fieldSelector", "spec.unschedulable=true")]
+        result = await self._call("GET", "/api/v1/nodes", query=query)
+        return {str(n["metadata"]["name"]) for n in result.get("items") or []}
+
+    async def list(
+        self, kind: str, namespace: str, selector: str, api_version: str = ""
+    ) -> list[Obj]:
         """Objects of ``kind`` in ``namespace`` matching ``selector``, kind and apiVersion set."""
-        result = await self._call("GET", path(kind, namespace), query=[("labelSelector", selector)])
+        url = path(kind, namespace, api_version=api_version)
+        result = await self._call("GET", url, query=[("labelSelector", selector)])
         items = [dict(item) for item in result.get("items") or []]
         for item in items:  # list items come without their kind and apiVersion
             item.setdefault("kind", kind)
@@ -153,7 +193,7 @@ class Kube:
         self._on_write("apply", obj["kind"], meta["namespace"])
         return await self._call(
             "PATCH",
-            path(obj["kind"], meta["namespace"], meta["name"]),
+            self._url(obj),
             body=obj,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
@@ -165,9 +205,7 @@ class Kube:
         body = {"propagationPolicy": "Background", "preconditions": {"uid": meta.get("uid")}}
         self._on_write("delete", obj["kind"], meta["namespace"])
         try:
-            await self._call(
-                "DELETE", path(obj["kind"], meta["namespace"], meta["name"]), body=body
-            )
+            await self._call("DELETE", self._url(obj), body=body)
         except ApiException as error:
             if error.status not in (404, 409):
                 raise

@@ -23,9 +23,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from llmsvc.api import InvalidSpecError, LLMService, parse
 from llmsvc.api.status import LLMServiceStatus
+from llmsvc.controller.discovery import Discovery, gang_status
 from llmsvc.controller.kube import CHILD_KINDS, Kube, server_message
 from llmsvc.plan import Event, Plan, RestartPolicy, invalid_status, key, plan, with_rejections
-from llmsvc.render import group, names, render
+from llmsvc.render import NONE, Capabilities, group, names, render, surge_extras
 
 Obj = dict[str, Any]
 log = logging.getLogger("llmsvc.operator")
@@ -39,13 +40,17 @@ class Settings:
     backoff_base: float = 10.0
 
 
-async def observe(kube: Kube, svc: LLMService) -> tuple[dict[tuple[str, str], Obj], list[Obj]]:
+async def observe(
+    kube: Kube, svc: LLMService, caps: Capabilities = NONE
+) -> tuple[dict[tuple[str, str], Obj], list[Obj]]:
     """Every child labelled for ``svc`` (by kind and name), and its engine pods."""
     selector = f"{names.LABEL_NAME}={svc.name}"
     # KEDA's CRD may not exist: ScaledObjects are listed only when this service asks for them.
     keda = ("ScaledObject",) if svc.spec.autoscaling.metrics == "keda" else ()
-    kinds = CHILD_KINDS + keda
-    lists = await asyncio.gather(*(kube.list(k, svc.namespace, selector) for k in kinds))
+    calls = [kube.list(k, svc.namespace, selector) for k in CHILD_KINDS + keda]
+    if caps.podgroups:  # listed even with gang: off, so that earlier PodGroups are pruned
+        calls.append(kube.list("PodGroup", svc.namespace, selector, caps.podgroup_version))
+    lists = await asyncio.gather(*calls)
     live = {key(obj): obj for items in lists for obj in items}
     pods = await kube.list("Pod", svc.namespace, f"{selector},{names.LABEL_GROUP}")
     return live, pods
@@ -67,11 +72,12 @@ async def execute(kube: Kube, svc: LLMService, todo: Plan, now: datetime) -> Pla
     """Perform the plan's writes: applies, deletions, group restarts, then the status.
 
     Returns the plan as executed: with Degraded=ApplyRejected when the server refused an apply."""
-    # A RoleBinding may only be created once its Role exists (RBAC escalation check), so
-    # bindings go in a second wave.
-    first = [o for o in todo.apply if o["kind"] != "RoleBinding"]
+    # A group's PodGroup exists before its pods (first wave). A RoleBinding may only be created
+    # once its Role exists (RBAC escalation check), so bindings go in the last wave.
+    waves = [[o for o in todo.apply if o["kind"] == kind] for kind in ("PodGroup", "RoleBinding")]
+    rest = [o for o in todo.apply if o["kind"] not in ("PodGroup", "RoleBinding")]
     rejected: dict[tuple[str, str], str] = {}
-    for wave in (first, [o for o in todo.apply if o["kind"] == "RoleBinding"]):
+    for wave in (waves[0], rest, waves[1]):
         results = await asyncio.gather(*(_apply(kube, obj) for obj in wave))
         rejected |= {key(obj): r for obj, r in zip(wave, results, strict=True) if r}
     todo = with_rejections(svc, todo, rejected, now)
@@ -84,7 +90,23 @@ async def execute(kube: Kube, svc: LLMService, todo: Plan, now: datetime) -> Pla
     return todo
 
 
-async def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -> Plan | None:
+async def cordoned(kube: Kube) -> frozenset[str]:
+    """The cordoned nodes; none when the operator may not read nodes (namespaced RBAC)."""
+    try:
+        return frozenset(await kube.cordoned_nodes())
+    except ApiException as error:
+        if error.status != 403:
+            raise
+        return frozenset()
+
+
+async def reconcile(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    settings: Settings,
+    discovery: Discovery | None = None,
+) -> Plan | None:
     """Bring the children of LLMService ``namespace/name`` to the desired state."""
     body = await kube.get("LLMService", namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -94,15 +116,19 @@ async def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -
         svc = parse(body)
     except InvalidSpecError as error:
         return await _invalid(kube, body, error.problems, now)
-    live, pods = await observe(kube, svc)
+    caps = await discovery.capabilities(namespace) if discovery else NONE
+    live, pods = await observe(kube, svc, caps)
     todo = plan(
         svc,
-        render(svc, image=settings.image),
-        surge_group=group(svc, svc.spec.replicas, image=settings.image),
+        render(svc, image=settings.image, caps=caps),
+        surge_group=group(svc, svc.spec.replicas, image=settings.image, caps=caps),
+        surge_extras=surge_extras(svc, caps=caps),
         live=live,
         pods=pods,
         now=now,
         policy=RestartPolicy(backoff_base=settings.backoff_base),
+        cordoned=await cordoned(kube),
+        gang=gang_status(svc.spec.scheduling.gang, caps),
     )
     todo = await execute(kube, svc, todo, now)
     for event in todo.events:

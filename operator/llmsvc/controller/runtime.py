@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from llmsvc.controller.discovery import Discovery
 from llmsvc.controller.kube import Kube, retry_after
 from llmsvc.controller.metrics import OperatorMetrics
 from llmsvc.controller.reconciler import Settings, reconcile
@@ -53,6 +54,7 @@ class Runtime:
     debounce: float = 0.5
     workers: int = 16
     kube: Kube | None = None
+    discovery: Discovery | None = None
     known: set[Ref] = field(default_factory=set)
     _api: ApiClient | None = None
     _locks: dict[Ref, asyncio.Lock] = field(default_factory=dict)
@@ -64,6 +66,7 @@ class Runtime:
         """Start talking to the API server through ``api``, and start the resync loop."""
         self._api = api
         self.kube = Kube(api, on_write=self.metrics.count_write)
+        self.discovery = Discovery(self.kube)
         self._slots = asyncio.Semaphore(self.workers)
         self._tasks.append(asyncio.create_task(self._resync_loop()))
 
@@ -129,7 +132,7 @@ class Runtime:
         async with lock, self._slots:
             started = time.perf_counter()
             try:
-                todo = await reconcile(self.kube, namespace, name, self.settings)
+                todo = await reconcile(self.kube, namespace, name, self.settings, self.discovery)
             except Exception:
                 self.metrics.reconciles.labels(result="error").inc()
                 raise

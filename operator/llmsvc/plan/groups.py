@@ -33,6 +33,7 @@ class GroupView:
     pods: tuple[PodFacts, ...]
     update_revision: str
     members: frozenset[str] = field(default_factory=frozenset)  # remembered rank pod UIDs
+    evacuate: bool = False  # a rank runs on a cordoned node (plan/drain.py)
 
     @property
     def live(self) -> tuple[PodFacts, ...]:
@@ -78,6 +79,11 @@ class GroupView:
         if self._lost():
             return tuple(sorted(self.members))
         return tuple(sorted(p.uid for p in self.live if p.uid))
+
+    @property
+    def needs_replacing(self) -> bool:
+        """The group must move to a new set of pods: outdated template, or a cordoned node."""
+        return self.outdated or self.evacuate
 
     def broken_reason(self) -> str:
         """Why the whole group must be restarted, or '' when it need not be."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from llmsvc.api import LLMService
 from llmsvc.api.status import GroupStatus
+from llmsvc.plan import drain
 from llmsvc.plan.diff import satisfies
 from llmsvc.plan.groups import GroupView, group_views
 from llmsvc.plan.pods import PodFacts, pod_facts
@@ -101,7 +102,7 @@ def _may_roll(views: Sequence[GroupView], surge: Surge) -> int | None:
     the surge group is Ready (or could not be scheduled)."""
     if not views or not surge.allows_replacing() or any(v.health() != "Ready" for v in views):
         return None
-    return next((v.index for v in views if v.outdated), None)
+    return next((v.index for v in views if v.needs_replacing), None)
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,13 @@ class Groups:
 
 
 def decide_groups(
-    svc: LLMService, live: dict[Key, Obj], pods: list[Obj], now: datetime, policy: RestartPolicy
+    svc: LLMService,
+    live: dict[Key, Obj],
+    pods: list[Obj],
+    now: datetime,
+    policy: RestartPolicy,
+    *,
+    cordoned: frozenset[str] = frozenset(),
 ) -> Groups:
     """A decision per group index 0..replicas-1, and whether a surge group is wanted."""
     replicas = svc.spec.replicas
@@ -127,6 +134,7 @@ def decide_groups(
     *views, surge_view = group_views(
         [f for _, f in ranks], svc.spec.parallelism.nodes, revisions, indices, members
     )
+    views = drain.mark(views, cordoned)
     surge = assess(views, surge_view, was_blocked=bool(svc.status.surge_blocked))
     reset = svc.status.observed_generation != svc.metadata.generation
     policy = dataclasses.replace(policy, max_restarts=svc.spec.restart.max_group_restarts)
@@ -159,6 +167,19 @@ def _desired(
     return result
 
 
+# Pod spec fields the operator sets only sometimes (gang scheduling on or off): the subset check
+# cannot see that one was dropped, so a live template still holding one is re-applied.
+DROPPABLE = ("schedulingGroup",)
+
+
+def _dropped(current: Obj, obj: Obj) -> bool:
+    if obj["kind"] != "StatefulSet":
+        return False
+    live = current.get("spec", {}).get("template", {}).get("spec") or {}
+    want = obj["spec"]["template"]["spec"]
+    return any(field in live and field not in want for field in DROPPABLE)
+
+
 def _writes(
     svc: LLMService, desired: list[Obj], live: dict[Key, Obj]
 ) -> tuple[list[Obj], list[Obj], list[str]]:
@@ -169,7 +190,7 @@ def _writes(
         current = live.get(key(obj))
         if current is not None and not owned_by(current, uid):
             conflicts.append(f"{obj['kind']}/{obj['metadata']['name']}")
-        elif current is None or not satisfies(current, obj):
+        elif current is None or not satisfies(current, obj) or _dropped(current, obj):
             apply.append(obj)
     wanted = {key(o) for o in desired}
     stale = [o for k, o in live.items() if k not in wanted and owned_by(o, uid)]
@@ -186,20 +207,28 @@ def plan(
     now: datetime,
     policy: RestartPolicy,
     surge_group: Obj | None = None,
+    surge_extras: Sequence[Obj] = (),
+    cordoned: frozenset[str] = frozenset(),
+    gang: str = "",
 ) -> Plan:
     """Decide every write of one reconcile.
 
     ``surge_group`` is the StatefulSet that group ``replicas`` would be (rendered by the caller);
-    it is created only while a rollout wants a surge group.
+    it is created only while a rollout wants a surge group, with ``surge_extras`` (its PodGroup).
+    ``cordoned`` names the unschedulable nodes (groups on them move, see ``plan/drain.py``);
+    ``gang`` says how groups are gang-scheduled (status.gangScheduling).
     """
-    groups = decide_groups(svc, live, pods, now, policy)
+    groups = decide_groups(svc, live, pods, now, policy, cordoned=cordoned)
     decisions, surge = groups.decisions, groups.surge
-    desired = _desired(svc, rendered, decisions, surge_group if surge.wanted else None)
+    extras = list(surge_extras) if surge.wanted else []
+    desired = _desired(svc, [*rendered, *extras], decisions, surge_group if surge.wanted else None)
     apply, delete, conflicts = _writes(svc, desired, live)
     restart = [d.status.index for d in decisions if d.action in ("restart", "rollout")]
     restart += [surge.index] if surge.stale else []  # bring it to the new template first
     evict = [p for p, f in groups.ranks if f.group in restart and not f.terminating]
-    status = build_status(svc, decisions, live=live, conflicts=conflicts, now=now, surge=surge)
+    status = build_status(
+        svc, decisions, live=live, conflicts=conflicts, now=now, surge=surge, gang=gang
+    )
     new_status = status if status != svc.status.wire() else None
     events = _events(svc, decisions, apply=apply, delete=delete, live=live, conflicts=conflicts)
     if surge.rolling and surge.blocked and not svc.status.surge_blocked:
@@ -257,6 +286,8 @@ def _events(
                     f"restarted group {g} ({d.reason}), restart {d.status.restarts}",
                 )
             )
+        elif d.action == "rollout" and d.reason == "node cordoned":
+            events.append(Event("Normal", "Evacuating", f"moving group {g} off a cordoned node"))
         elif d.action == "rollout":
             events.append(
                 Event("Normal", "RollingUpdate", f"replacing group {g} with the new template")

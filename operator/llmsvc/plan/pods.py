@@ -47,6 +47,7 @@ class PodFacts:
     restarts: int
     revision: str
     pull_error: str = ""
+    node: str = ""  # spec.nodeName once bound
 
 
 def _condition(pod: Obj, kind: str) -> Obj:
@@ -117,4 +118,5 @@ def pod_facts(pod: Obj, groups: Mapping[str, int]) -> PodFacts | None:
         restarts=sum(int(c.get("restartCount", 0)) for c in containers),
         revision=str(labels.get(REVISION_LABEL, "")),
         pull_error=_pull_error(status),
+        node=str((pod.get("spec") or {}).get("nodeName") or ""),
     )

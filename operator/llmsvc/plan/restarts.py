@@ -120,9 +120,10 @@ def _decide(
         )
     if health == "Broken":
         return _broken(view, base, policy, now, last)
-    if view.outdated and health != "Terminating" and (health != "Ready" or may_roll):
+    if view.needs_replacing and health != "Terminating" and (health != "Ready" or may_roll):
+        reason = "new template" if view.outdated else "node cordoned"
         rolled = replace_status(base, phase="Restarting", pod_uids=[])
-        return GroupDecision("rollout", rolled, "new template")
+        return GroupDecision("rollout", rolled, reason)
     return GroupDecision("none", base)
 
 

@@ -124,6 +124,7 @@ def build_status(
     conflicts: Sequence[str],
     now: datetime,
     surge: Surge,
+    gang: str = "",
 ) -> Obj:
     """The full status for this observation, as it is written to the API server."""
     groups = sum(
@@ -144,6 +145,7 @@ def build_status(
         verdicts=verdicts,
         now=now,
         surge_blocked=(surge.rolling and surge.blocked) or None,
+        gang=gang,
     )
 
 
@@ -157,6 +159,7 @@ def _status(
     verdicts: Sequence[Verdict],
     now: datetime,
     surge_blocked: bool | None,
+    gang: str = "",
 ) -> Obj:
     generation = svc.metadata.generation
     return LLMServiceStatus(
@@ -170,6 +173,7 @@ def _status(
         conditions=settle(verdicts, svc.status.conditions, now, generation),
         groups=[d.status for d in decisions],
         surge_blocked=surge_blocked,
+        gang_scheduling=gang or None,
     ).wire()
 
 

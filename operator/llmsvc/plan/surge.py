@@ -37,7 +37,7 @@ class Surge:
 
 def assess(views: Sequence[GroupView], surge: GroupView, was_blocked: bool) -> Surge:
     """Decide the surge from the regular groups' views and the surge group's own view."""
-    if not any(v.outdated for v in views):
+    if not any(v.needs_replacing for v in views):
         return Surge(surge.index)
     blocked = was_blocked or bool(surge.unschedulable)
     ready = not blocked and surge.health() == "Ready" and not surge.outdated

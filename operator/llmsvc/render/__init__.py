@@ -4,7 +4,8 @@ No I/O, no clock, no Kubernetes client: the same input always gives the same out
 operator (which adds ownerReferences and applies them) and ``llmsvc render`` share one code path.
 Modules: ``names`` (names, labels, selectors), ``engine`` (StatefulSets), ``command`` (the rank
 script and probes), ``volumes`` (cache and puller), ``services``, ``router``, ``autoscaling``,
-``network`` (NetworkPolicies).
+``network`` (NetworkPolicies), ``podgroup`` (gang scheduling, given the discovered
+:class:`Capabilities`) and ``pdb``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 from llmsvc import __version__
 from llmsvc.api import LLMService
-from llmsvc.render import autoscaling, engine, network, router, services
+from llmsvc.render import autoscaling, engine, network, pdb, podgroup, router, services
+from llmsvc.render.podgroup import NONE, Capabilities
 from llmsvc.render.volumes import model_path
 
 DEFAULT_IMAGE = f"llmsvc/llmservice-operator:{__version__}"
@@ -25,8 +27,11 @@ def sort_key(manifest: dict[str, Any]) -> tuple[str, str, str]:
     return (manifest["kind"], meta["name"], meta.get("namespace", ""))
 
 
-def render(svc: LLMService, *, image: str = DEFAULT_IMAGE) -> list[dict[str, Any]]:
-    """Every child of ``svc``, sorted by (kind, name); ``image`` runs the puller and the router.
+def render(
+    svc: LLMService, *, image: str = DEFAULT_IMAGE, caps: Capabilities = NONE
+) -> list[dict[str, Any]]:
+    """Every child of ``svc``, sorted by (kind, name); ``image`` runs the puller and the router,
+    ``caps`` is what the cluster serves (PodGroups only where it serves them).
 
     Raises :class:`~llmsvc.api.InvalidSpecError` for a spec the schema accepts but the weight
     puller cannot use (e.g. a revision with characters not allowed in a cache path).
@@ -34,7 +39,7 @@ def render(svc: LLMService, *, image: str = DEFAULT_IMAGE) -> list[dict[str, Any
     path = model_path(svc)
     children = [
         *services.services(svc),
-        *(engine.statefulset(svc, g, path, image) for g in range(svc.spec.replicas)),
+        *(c for g in range(svc.spec.replicas) for c in _group(svc, g, path, image, caps)),
         *router.router(svc, image),
         *autoscaling.autoscaler(svc),
         *network.network_policies(svc),
@@ -42,9 +47,35 @@ def render(svc: LLMService, *, image: str = DEFAULT_IMAGE) -> list[dict[str, Any
     return sorted(children, key=sort_key)
 
 
-def group(svc: LLMService, g: int, *, image: str = DEFAULT_IMAGE) -> dict[str, Any]:
+def _group(
+    svc: LLMService, g: int, path: str, image: str, caps: Capabilities
+) -> list[dict[str, Any]]:
+    """Group ``g``: its PodGroup (first: it must exist before its pods), StatefulSet and budget."""
+    return [
+        *podgroup.podgroup(svc, g, caps),
+        engine.statefulset(svc, g, path, image, caps),
+        pdb.pdb(svc, g),
+    ]
+
+
+def group(
+    svc: LLMService, g: int, *, image: str = DEFAULT_IMAGE, caps: Capabilities = NONE
+) -> dict[str, Any]:
     """The StatefulSet of group ``g`` alone (the operator's surge group is ``g = replicas``)."""
-    return engine.statefulset(svc, g, model_path(svc), image)
+    return engine.statefulset(svc, g, model_path(svc), image, caps)
 
 
-__all__ = ["DEFAULT_IMAGE", "group", "render", "sort_key"]
+def surge_extras(svc: LLMService, *, caps: Capabilities = NONE) -> list[dict[str, Any]]:
+    """What the surge group needs besides its StatefulSet: its PodGroup, if any."""
+    return podgroup.podgroup(svc, svc.spec.replicas, caps)
+
+
+__all__ = [
+    "DEFAULT_IMAGE",
+    "NONE",
+    "Capabilities",
+    "group",
+    "render",
+    "sort_key",
+    "surge_extras",
+]

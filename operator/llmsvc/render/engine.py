@@ -17,8 +17,9 @@ import math
 from typing import Any
 
 from llmsvc.api import LLMService
-from llmsvc.render import names
+from llmsvc.render import names, podgroup
 from llmsvc.render.command import engine_command, health_probe_command
+from llmsvc.render.podgroup import NONE, Capabilities
 from llmsvc.render.volumes import (
     MODEL_CACHE,
     MOUNT_PATH,
@@ -141,11 +142,12 @@ def engine_security(svc: LLMService) -> Manifest:
     return security
 
 
-def _affinity(svc: LLMService, g: int) -> Manifest:
-    """The user's affinity plus, with topologyKey, a required pod affinity to the own group."""
+def _affinity(svc: LLMService, g: int, caps: Capabilities) -> Manifest:
+    """The user's affinity plus, with topologyKey, a required pod affinity to the own group
+    (unless the group's PodGroup carries the topology constraint for the scheduler itself)."""
     sched = svc.spec.scheduling
     affinity = copy.deepcopy(sched.affinity)
-    if sched.topology_key:
+    if sched.topology_key and not podgroup.native_topology(svc, caps):
         pod_affinity = affinity.setdefault("podAffinity", {})
         terms = pod_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", [])
         terms.append(
@@ -157,13 +159,14 @@ def _affinity(svc: LLMService, g: int) -> Manifest:
     return affinity
 
 
-def _scheduling(svc: LLMService, g: int) -> Manifest:
+def _scheduling(svc: LLMService, g: int, caps: Capabilities) -> Manifest:
     sched = svc.spec.scheduling
     fields: Manifest = {
         "nodeSelector": dict(sched.node_selector),
         "tolerations": copy.deepcopy(sched.tolerations),
-        "affinity": _affinity(svc, g),
+        "affinity": _affinity(svc, g, caps),
         "priorityClassName": sched.priority_class_name,
+        **podgroup.scheduling_group(svc, g, caps),
     }
     return {key: value for key, value in fields.items() if value}
 
@@ -173,20 +176,24 @@ def pod_labels(svc: LLMService, g: int) -> dict[str, str]:
     return names.common_labels(svc.name, names.ENGINE) | {names.LABEL_GROUP: str(g)}
 
 
-def pod_spec(svc: LLMService, g: int, model_path: str, image: str) -> Manifest:
+def pod_spec(
+    svc: LLMService, g: int, model_path: str, image: str, caps: Capabilities = NONE
+) -> Manifest:
     """The pod spec shared by every rank of group ``g``."""
     return {
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": {"fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
-        **_scheduling(svc, g),
+        **_scheduling(svc, g, caps),
         "initContainers": [init_container(svc, image)],
         "containers": [engine_container(svc, g, model_path)],
         "volumes": pod_volumes(svc),
     }
 
 
-def statefulset(svc: LLMService, g: int, model_path: str, image: str) -> Manifest:
+def statefulset(
+    svc: LLMService, g: int, model_path: str, image: str, caps: Capabilities = NONE
+) -> Manifest:
     """StatefulSet ``NAME-g``: the ranks of model replica ``g``."""
     _volumes, claims = cache_volumes(svc)
     spec: Manifest = {
@@ -197,7 +204,7 @@ def statefulset(svc: LLMService, g: int, model_path: str, image: str) -> Manifes
         "selector": {"matchLabels": names.group_selector(svc.name, g)},
         "template": {
             "metadata": {"labels": pod_labels(svc, g)},
-            "spec": pod_spec(svc, g, model_path, image),
+            "spec": pod_spec(svc, g, model_path, image, caps),
         },
     }
     if claims:

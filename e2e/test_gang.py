@@ -1,0 +1,148 @@
+"""Gang scheduling against the real 1.37 scheduler: a group binds whole or not at all.
+
+The local control plane turns workload-aware scheduling on by default (LLMSVC_GANG=1); each test
+gives its LLMService a private pool of fake GPU nodes, so capacity is exactly what the test says.
+Run this file on a cluster started with LLMSVC_GANG=0 for the negative control of the gates:
+discovery then finds no PodGroup API, the status says gang scheduling is off, and a group that
+does not fit binds partially (as with ``scheduling.gang: off`` below, on any cluster).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from e2e.gang_helpers import add_nodes, gang_served, node, placement, podgroups, pool
+from e2e.helpers import apply, kubectl, pods, wait_for
+from e2e.operator_process import OperatorProcess
+from e2e.test_operator import condition, get, llmservice, wait_ready
+
+TWO_NODES = {"tensor": 8, "pipeline": 2, "gpusPerNode": 8}  # one group = two 8-GPU pods
+RACK = "example.com/rack"
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: object) -> Iterator[OperatorProcess]:
+    """One operator process for this module."""
+    process = OperatorProcess()
+    process.start()
+    yield process
+    process.stop()
+
+
+def bound(namespace: str, name: str) -> list[str]:
+    """Nodes of the ranks of ``name`` that the scheduler has bound."""
+    ranks = pods(namespace, f"llmsvc.io/name={name},llmsvc.io/group")
+    return [p["spec"]["nodeName"] for p in ranks if p["spec"].get("nodeName")]
+
+
+def stays_unbound(namespace: str, name: str, seconds: float) -> None:
+    """No rank of ``name`` binds for ``seconds`` (several scheduling attempts)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert bound(namespace, name) == [], "a rank of a group that cannot fit was bound"
+        time.sleep(0.5)
+
+
+def gang_status(namespace: str, name: str) -> str:
+    return str(get(name, namespace).get("status", {}).get("gangScheduling", ""))
+
+
+def test_a_group_that_cannot_fit_binds_no_pod_until_it_fits_whole(
+    operator: OperatorProcess, namespace: str
+) -> None:
+    with pool(f"gang-{namespace}") as name:
+        add_nodes(node(f"{name}-0", name))
+        svc = llmservice("gang", parallelism=TWO_NODES, scheduling=placement(name))
+        apply(svc, namespace)
+        wait_for(lambda: len(pods(namespace, "llmsvc.io/name=gang,llmsvc.io/group")) == 2,
+                 what="both ranks created")  # fmt: skip
+        if not gang_served():  # LLMSVC_GANG=0: the negative control of the feature gates
+            wait_for(lambda: len(bound(namespace, "gang")) == 1, what="one rank bound alone")
+            assert gang_status(namespace, "gang").startswith("off: the cluster does not serve")
+            return
+        (pg,) = podgroups(namespace)
+        assert pg["spec"]["schedulingPolicy"] == {"gang": {"minCount": 2}}
+        assert pg["metadata"]["ownerReferences"][0]["name"] == "gang"
+        for rank in pods(namespace, "llmsvc.io/name=gang,llmsvc.io/group"):
+            assert rank["spec"]["schedulingGroup"] == {"podGroupName": pg["metadata"]["name"]}
+        assert "PodGroup scheduling.k8s.io/v1beta1" in gang_status(namespace, "gang")
+        cond = wait_for(lambda: condition(get("gang", namespace), "Degraded") or None,
+                        what="a Degraded condition")  # fmt: skip
+        stays_unbound(namespace, "gang", 10)
+        degraded = condition(get("gang", namespace), "Degraded")
+        assert degraded["status"] == "True", cond
+        assert degraded["reason"] == "Unschedulable"
+        add_nodes(node(f"{name}-1", name))
+        wait_for(lambda: len(bound(namespace, "gang")) == 2, timeout=60, what="whole group bound")
+        assert sorted(bound(namespace, "gang")) == [f"{name}-0", f"{name}-1"]
+        wait_ready("gang", namespace)
+
+
+def test_negative_control_without_a_podgroup_one_rank_binds_alone(
+    operator: OperatorProcess, namespace: str
+) -> None:
+    """scheduling.gang: off (what clusters without the API get): the partial binding we avoid."""
+    with pool(f"solo-{namespace}") as name:
+        add_nodes(node(f"{name}-0", name))
+        spec = placement(name) | {"gang": "off"}
+        apply(llmservice("solo", parallelism=TWO_NODES, scheduling=spec), namespace)
+        wait_for(lambda: len(bound(namespace, "solo")) == 1, what="one rank bound alone")
+        time.sleep(3)
+        assert len(bound(namespace, "solo")) == 1  # 8 GPUs held by a rank that cannot serve
+        assert podgroups(namespace) == [] if gang_served() else True
+        assert gang_status(namespace, "solo").startswith("off:")
+
+
+def test_podgroups_follow_the_groups(operator: OperatorProcess, namespace: str) -> None:
+    if not gang_served():
+        assert "podgroups" not in kubectl("api-resources", "-o", "name").stdout.split()
+        return
+    with pool(f"pg-{namespace}") as name:
+        add_nodes(*(node(f"{name}-{i}", name) for i in range(2)))
+        spec = placement(name)
+        one_node = {"tensor": 8, "gpusPerNode": 8}
+        apply(llmservice("pgs", replicas=2, parallelism=one_node, scheduling=spec), namespace)
+        wait_ready("pgs", namespace)
+        assert sorted(p["metadata"]["name"] for p in podgroups(namespace)) == ["pgs-0", "pgs-1"]
+        kubectl("patch", "llmservice/pgs", "-n", namespace, "--type=merge",
+                "-p", '{"spec":{"replicas":1}}')  # fmt: skip
+        wait_for(lambda: [p["metadata"]["name"] for p in podgroups(namespace)] == ["pgs-0"],
+                 timeout=60, what="PodGroup pgs-1 deleted with its group")  # fmt: skip
+        kubectl("patch", "llmservice/pgs", "-n", namespace, "--type=merge",
+                "-p", '{"spec":{"scheduling":{"gang":"off"}}}')  # fmt: skip
+        wait_for(lambda: podgroups(namespace) == [], timeout=120, what="PodGroups pruned")
+
+
+def racks(namespace: str, name: str) -> set[str]:
+    by_node = {n["metadata"]["name"]: n["metadata"]["labels"].get(RACK, "")
+               for n in kubectl_nodes()}  # fmt: skip
+    return {by_node[n] for n in bound(namespace, name)}
+
+
+def kubectl_nodes() -> list[dict[str, Any]]:
+    from e2e.helpers import kubectl_json
+
+    items: list[dict[str, Any]] = kubectl_json("get", "nodes")["items"]
+    return items
+
+
+def test_topology_key_keeps_a_group_in_one_rack_and_it_waits_whole(
+    operator: OperatorProcess, namespace: str
+) -> None:
+    with pool(f"rack-{namespace}") as name:
+        add_nodes(node(f"{name}-a0", name, labels={RACK: "a"}),
+                  node(f"{name}-b0", name, labels={RACK: "b"}))  # fmt: skip
+        spec = placement(name) | {"topologyKey": RACK}
+        apply(llmservice("racked", parallelism=TWO_NODES, scheduling=spec), namespace)
+        wait_for(lambda: len(pods(namespace, "llmsvc.io/name=racked,llmsvc.io/group")) == 2,
+                 what="both ranks created")  # fmt: skip
+        if gang_served():  # two free nodes, but in two racks: nothing binds
+            stays_unbound(namespace, "racked", 10)
+        add_nodes(node(f"{name}-b1", name, labels={RACK: "b"}))
+        wait_for(lambda: len(bound(namespace, "racked")) == 2, timeout=60, what="group bound")
+        assert racks(namespace, "racked") == {"b"}
+        wait_ready("racked", namespace)
