@@ -111,7 +111,7 @@ def test_every_rule_is_in_the_crd_and_exercised_by_a_case() -> None:
         for _path, node in _nodes(_schema(), "(root)")
         for item in node.get("x-kubernetes-validations", [])
     ]
-    assert sorted(in_crd) == sorted(rule.message for rule in ALL_RULES)
+    assert sorted(set(in_crd)) == sorted(rule.message for rule in ALL_RULES)
     for rule in ALL_RULES:
         assert any(case.message in rule.message for case in INVALID_CASES), rule.message
 

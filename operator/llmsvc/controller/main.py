@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "else the image matching this version)",
     )
     parser.add_argument(
+        "--image-pull-secrets",
+        default=os.environ.get("LLMSVC_IMAGE_PULL_SECRETS", ""),
+        metavar="NAME,...",
+        help="default imagePullSecrets of the pods it creates, when an LLMService sets none "
+        "(default: $LLMSVC_IMAGE_PULL_SECRETS)",
+    )
+    parser.add_argument(
         "--resync-seconds",
         type=float,
         default=float(os.environ.get("LLMSVC_RESYNC", "30")),
@@ -54,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
 
+def split_names(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the operator until it is stopped."""
     import logging
@@ -74,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         host, port = args.metrics_address.rsplit(":", 1)
         start_http_server(int(port), addr=host, registry=metrics.registry)
     settings = Settings(
-        image=args.image or DEFAULT_IMAGE, backoff_base=args.restart_backoff_seconds
+        image=args.image or DEFAULT_IMAGE,
+        backoff_base=args.restart_backoff_seconds,
+        pull_secrets=split_names(args.image_pull_secrets),
     )
     runtime = Runtime(settings=settings, metrics=metrics, resync=args.resync_seconds)
     registry = kopf.OperatorRegistry()

@@ -37,6 +37,7 @@ class Settings:
 
     image: str
     backoff_base: float = 10.0
+    pull_secrets: tuple[str, ...] = ()
 
 
 async def observe(kube: Kube, svc: LLMService) -> tuple[dict[tuple[str, str], Obj], list[Obj]]:
@@ -89,13 +90,18 @@ async def reconcile(kube: Kube, namespace: str, name: str, settings: Settings) -
     now = datetime.now(UTC)
     try:
         svc = parse(body)
+        # Rendering checks what the schema cannot (cache paths, pod-template overlays).
+        children = render(svc, image=settings.image, pull_secrets=settings.pull_secrets)
+        surge = group(
+            svc, svc.spec.replicas, image=settings.image, pull_secrets=settings.pull_secrets
+        )
     except InvalidSpecError as error:
         return await _invalid(kube, body, error.problems, now)
     live, pods = await observe(kube, svc)
     todo = plan(
         svc,
-        render(svc, image=settings.image),
-        surge_group=group(svc, svc.spec.replicas, image=settings.image),
+        children,
+        surge_group=surge,
         live=live,
         pods=pods,
         now=now,

@@ -4,16 +4,19 @@ No I/O, no clock, no Kubernetes client: the same input always gives the same out
 operator (which adds ownerReferences and applies them) and ``llmsvc render`` share one code path.
 Modules: ``names`` (names, labels, selectors), ``engine`` (StatefulSets), ``command`` (the rank
 script and probes), ``volumes`` (cache and puller), ``services``, ``router``, ``autoscaling``,
-``network`` (NetworkPolicies).
+``network`` (NetworkPolicies), ``overrides`` and ``overlay`` (the user's pull secrets, metadata
+and pod-template overlays).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from llmsvc import __version__
 from llmsvc.api import LLMService
 from llmsvc.render import autoscaling, engine, network, router, services
+from llmsvc.render.overrides import customize
 from llmsvc.render.volumes import model_path
 
 DEFAULT_IMAGE = f"llmsvc/llmservice-operator:{__version__}"
@@ -25,8 +28,13 @@ def sort_key(manifest: dict[str, Any]) -> tuple[str, str, str]:
     return (manifest["kind"], meta["name"], meta.get("namespace", ""))
 
 
-def render(svc: LLMService, *, image: str = DEFAULT_IMAGE) -> list[dict[str, Any]]:
+def render(
+    svc: LLMService, *, image: str = DEFAULT_IMAGE, pull_secrets: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Every child of ``svc``, sorted by (kind, name); ``image`` runs the puller and the router.
+
+    ``pull_secrets`` are the operator's default imagePullSecrets (when the spec sets none). The
+    user's additions (:mod:`llmsvc.render.overrides`) are applied last.
 
     Raises :class:`~llmsvc.api.InvalidSpecError` for a spec the schema accepts but the weight
     puller cannot use (e.g. a revision with characters not allowed in a cache path).
@@ -39,12 +47,14 @@ def render(svc: LLMService, *, image: str = DEFAULT_IMAGE) -> list[dict[str, Any
         *autoscaling.hpa(svc),
         *network.network_policies(svc),
     ]
-    return sorted(children, key=sort_key)
+    return sorted((customize(svc, child, pull_secrets) for child in children), key=sort_key)
 
 
-def group(svc: LLMService, g: int, *, image: str = DEFAULT_IMAGE) -> dict[str, Any]:
+def group(
+    svc: LLMService, g: int, *, image: str = DEFAULT_IMAGE, pull_secrets: Sequence[str] = ()
+) -> dict[str, Any]:
     """The StatefulSet of group ``g`` alone (the operator's surge group is ``g = replicas``)."""
-    return engine.statefulset(svc, g, model_path(svc), image)
+    return customize(svc, engine.statefulset(svc, g, model_path(svc), image), pull_secrets)
 
 
 __all__ = ["DEFAULT_IMAGE", "group", "render", "sort_key"]
