@@ -58,6 +58,14 @@ def kinds(docs: list[dict[str, Any]]) -> list[str]:
     return sorted(d["kind"] for d in docs)
 
 
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def aggregated(doc: dict[str, Any]) -> bool:
+    """A ClusterRole for namespace users (aggregated into edit/view), not the operator's own."""
+    return any(key.startswith(AGGREGATE) for key in doc["metadata"].get("labels", {}))
+
+
 @pytest.mark.parametrize("scenario", ["default", "namespaced", "metrics"])
 def test_lint_strict(scenario: str) -> None:
     helm("lint", "--strict", str(CHART), "-f", str(SCENARIOS / f"{scenario}-values.yaml"))
@@ -74,7 +82,8 @@ def test_crd_in_chart_is_identical_to_crds_folder() -> None:
 def test_default_is_cluster_wide_with_one_recreated_replica() -> None:
     docs = render()
     assert kinds(docs) == sorted(
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
+        ["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
+         "Deployment", "Service", "Pod"]
     )  # fmt: skip
     deploy = one(docs, "Deployment")
     assert deploy["spec"]["replicas"] == 1
@@ -133,8 +142,9 @@ def test_namespaced_scenario_uses_roles_per_watched_namespace() -> None:
 def test_namespaced_mode_renders_nothing_cluster_scoped() -> None:
     docs = render(scenario="namespaced")
     assert kinds(docs) == sorted(
-        ["ServiceAccount", "Role", "Role", "RoleBinding", "RoleBinding", "Deployment", "Service"]
-    )
+        ["ServiceAccount", "Role", "Role", "RoleBinding", "RoleBinding", "Deployment", "Service",
+         "Pod"]
+    )  # fmt: skip
 
 
 def test_existing_service_account_without_chart_rbac() -> None:
@@ -142,20 +152,27 @@ def test_existing_service_account_without_chart_rbac() -> None:
         "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=ops-sa",
         "--set", "rbac.create=false",
     )  # fmt: skip
-    assert kinds(docs) == ["Deployment", "Service"]
+    assert kinds(docs) == ["Deployment", "Pod", "Service"]  # the Pod is the `helm test` hook
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "ops-sa"
 
 
 def test_cluster_scoped_names_follow_the_release() -> None:
     names = {d["metadata"]["name"] for d in render() if d["kind"].startswith("Cluster")}
-    assert names == {"rel-llmservice-operator"}
+    assert names == {f"rel-llmservice-operator{s}" for s in ("", "-edit", "-view")}
     override = render("--set", "fullnameOverride=llmsvc")
-    assert {d["metadata"]["name"] for d in override if d["kind"] == "ClusterRole"} == {"llmsvc"}
+    assert {d["metadata"]["name"] for d in override if d["kind"] == "ClusterRole"} == {
+        "llmsvc", "llmsvc-edit", "llmsvc-view"
+    }  # fmt: skip
 
 
 def rules_of(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
+    return [
+        r
+        for d in docs
+        if d["kind"] in ("ClusterRole", "Role") and not aggregated(d)
+        for r in d["rules"]
+    ]
 
 
 # Every (apiGroup, resource, verb) the operator holds: widening RBAC must be a deliberate edit here,
@@ -182,7 +199,7 @@ def flatten(docs: list[dict[str, Any]], kind: str) -> set[tuple[str, str, str]]:
     return {
         (group, resource, verb)
         for doc in docs
-        if doc["kind"] == kind
+        if doc["kind"] == kind and not aggregated(doc)
         for rule in doc["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
@@ -239,6 +256,9 @@ def test_metrics_disabled_means_no_service_and_no_endpoint() -> None:
         (["--set", "metric.enabled=true"], "metric"),
         (["--set", "metrics.serviceMonitor.interval=often"], "interval"),
         (["--set", "rbac.discovery=true"], "discovery"),  # removed: kopf scanning is off
+        (["--set", "image.digest=latest"], "digest"),
+        (["--set", "imagePullSecrets[0].name=Reg_Cred"], "imagePullSecrets"),
+        (["--set", "extraArgs=--verbose"], "extraArgs"),
     ],
 )
 def test_schema_rejects_wrong_values(flags: list[str], message: str) -> None:
@@ -325,3 +345,62 @@ def test_operator_pods_wear_the_labels_the_network_policies_admit(flags: tuple[s
     (deployment,) = [d for d in render(*flags) if d["kind"] == "Deployment"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert labels.items() >= OPERATOR_POD_LABELS.items()
+
+
+def test_namespace_users_get_llmservices_through_the_built_in_roles() -> None:
+    roles = {d["metadata"]["name"]: d for d in render() if aggregated(d)}
+    edit, view = roles["rel-llmservice-operator-edit"], roles["rel-llmservice-operator-view"]
+    assert edit["metadata"]["labels"][f"{AGGREGATE}edit"] == "true"
+    assert edit["metadata"]["labels"][f"{AGGREGATE}admin"] == "true"
+    assert view["metadata"]["labels"][f"{AGGREGATE}view"] == "true"
+    assert {"create", "patch", "delete"} <= set(edit["rules"][0]["verbs"])
+    assert set(view["rules"][0]["verbs"]) == {"get", "list", "watch"}
+    for doc in roles.values():
+        assert all(r["apiGroups"] == ["llmsvc.io"] for r in doc["rules"])
+    off = render("--set", "rbac.aggregateToDefaultRoles=false")
+    assert not [d for d in off if aggregated(d)]
+
+
+def test_helm_test_hook_scrapes_the_operator_metrics_service() -> None:
+    pod = one(render(), "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == IMAGE
+    assert container["command"][-1] == (
+        "http://rel-llmservice-operator-metrics.ops.svc:9090/metrics"
+    )
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert "Pod" not in kinds(render("--set", "metrics.enabled=false"))
+
+
+def test_pull_secrets_become_the_default_of_operator_created_pods() -> None:
+    docs = render("--set", "imagePullSecrets[0].name=regcred", "--set",
+                  "imagePullSecrets[1].name=mirror")  # fmt: skip
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
+    env = pod["containers"][0]["env"]
+    assert {"name": "LLMSVC_IMAGE_PULL_SECRETS", "value": "regcred,mirror"} in env
+    plain = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert all(e["name"] != "LLMSVC_IMAGE_PULL_SECRETS" for e in plain)
+
+
+def test_digest_extra_args_env_spread_and_common_labels() -> None:
+    digest = "sha256:" + "ab" * 32
+    docs = render(
+        "--set", f"image.digest={digest}", "--set", "extraArgs[0]=--restart-backoff-seconds=5",
+        "--set", "extraEnv[0].name=HTTPS_PROXY", "--set", "extraEnv[0].value=http://proxy:3128",
+        "--set", "topologySpreadConstraints[0].topologyKey=zone",
+        "--set", "topologySpreadConstraints[0].maxSkew=1",
+        "--set", "commonLabels.team=ml",
+    )  # fmt: skip
+    deploy = one(docs, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    image = f"llmsvc/llmservice-operator@{digest}"
+    assert container["image"] == image
+    assert {"name": "LLMSVC_IMAGE", "value": image} in container["env"]
+    assert container["args"][-1] == "--restart-backoff-seconds=5"
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in container["env"]
+    assert pod["topologySpreadConstraints"] == [{"topologyKey": "zone", "maxSkew": 1}]
+    assert all(d["metadata"]["labels"]["team"] == "ml" for d in docs)
+    assert "team" not in deploy["spec"]["selector"]["matchLabels"]
