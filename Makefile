@@ -24,8 +24,12 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv with the package and its dev tools
 
 .PHONY: test
-test: venv lint cluster-bins ## everything CI runs: lint, unit tests, e2e on the local control plane
+test: venv lint lowest-deps cluster-bins ## everything CI runs: lint, lowest deps, unit tests, e2e
 	$(BIN)/pytest tests e2e
+
+.PHONY: lowest-deps
+lowest-deps: ## runtime deps at their pyproject floors: imports, --help, unit tests (cached venv)
+	$(PYTHON) scripts/lowest_deps.py
 
 .PHONY: unit
 unit: venv ## unit tests only (no cluster, seconds)
