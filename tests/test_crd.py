@@ -101,8 +101,19 @@ def test_printer_columns() -> None:
         "Replicas": ".spec.replicas",
         "Ready": ".status.readyReplicas",
         "Status": '.status.conditions[?(@.type=="Ready")].reason',
+        "URL": ".status.endpoint",
         "Age": ".metadata.creationTimestamp",
     }
+
+
+def test_conditions_are_a_map_keyed_by_type_and_not_in_category_all() -> None:
+    status = _version()["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    conditions = status["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    assert "type" in conditions["items"]["required"]
+    # `kubectl delete all --all` must not take model deployments with it.
+    assert "all" not in crdgen.crd()["spec"]["names"]["categories"]
 
 
 def test_every_rule_is_in_the_crd_and_exercised_by_a_case() -> None:

@@ -42,6 +42,7 @@ PRINTER_COLUMNS = [
     ("Replicas", "integer", ".spec.replicas", "Desired model replicas"),
     ("Ready", "integer", ".status.readyReplicas", "Model replicas fully ready"),
     ("Status", "string", '.status.conditions[?(@.type=="Ready")].reason', "Ready reason"),
+    ("URL", "string", ".status.endpoint", "In-cluster OpenAI base URL"),
     ("Age", "date", ".metadata.creationTimestamp", ""),
 ]
 
@@ -208,7 +209,8 @@ def crd() -> Schema:
                 "plural": res.PLURAL,
                 "singular": res.SINGULAR,
                 "shortNames": list(res.SHORT_NAMES),
-                "categories": ["all", "llm"],
+                # Not "all": `kubectl delete all --all` must not delete model deployments.
+                "categories": ["llm"],
             },
             "versions": [
                 {
