@@ -24,8 +24,12 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv with the package and its dev tools
 
 .PHONY: test
-test: venv lint lowest-deps cluster-bins ## everything CI runs: lint, lowest deps, unit tests, e2e
+test: venv lint lowest-deps gitops-test cluster-bins ## everything CI runs: lint, lowest deps, GitOps health, unit tests, e2e
 	$(BIN)/pytest tests e2e
+
+.PHONY: gitops-test
+gitops-test: ## Flux kstatus and Argo CD's Lua check (gopher-lua) on planner statuses (Go, cached)
+	cd e2e/gitops && go test -count=1 ./...
 
 .PHONY: lowest-deps
 lowest-deps: ## runtime deps at their pyproject floors: imports, --help, unit tests (cached venv)

@@ -112,6 +112,10 @@ def test_conditions_are_a_map_keyed_by_type_and_not_in_category_all() -> None:
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
     assert "type" in conditions["items"]["required"]
+    # Served for an object nobody reconciled yet: kstatus must not count it as Current.
+    assert _version()["schema"]["openAPIV3Schema"]["properties"]["status"]["default"] == {
+        "observedGeneration": 0
+    }
     # `kubectl delete all --all` must not take model deployments with it.
     assert "all" not in crdgen.crd()["spec"]["names"]["categories"]
 

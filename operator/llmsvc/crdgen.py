@@ -168,6 +168,16 @@ def model_schema(model: type[BaseModel]) -> Schema:
     return schema
 
 
+def _status_schema() -> Schema:
+    """The status schema, defaulted to ``{observedGeneration: 0}``.
+
+    The API server applies the default whenever it serves an object without status, so an
+    LLMService the operator has not looked at yet reads as not observed (kstatus InProgress,
+    Argo CD Progressing) instead of having no status at all (which kstatus counts as Current).
+    """
+    return model_schema(LLMServiceStatus) | {"default": {"observedGeneration": 0}}
+
+
 def _root_schema() -> Schema:
     return {
         "type": "object",
@@ -178,7 +188,7 @@ def _root_schema() -> Schema:
             "kind": {"type": "string", "description": "LLMService"},
             "metadata": {"type": "object"},
             "spec": model_schema(LLMServiceSpec),
-            "status": model_schema(LLMServiceStatus),
+            "status": _status_schema(),
         },
         "x-kubernetes-validations": [rule.as_crd() for rule in ROOT_RULES],
     }
