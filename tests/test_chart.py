@@ -62,8 +62,11 @@ AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
 
 
 def aggregated(doc: dict[str, Any]) -> bool:
-    """A ClusterRole for namespace users (aggregated into edit/view), not the operator's own."""
-    return any(key.startswith(AGGREGATE) for key in doc["metadata"].get("labels", {}))
+    """A ClusterRole for namespace users (aggregated into edit/view), or the leader election
+    Role: not the rules the operator reconciles with (each has its own test)."""
+    labels = doc["metadata"].get("labels", {})
+    election = doc["metadata"]["name"].endswith("-leader-election")
+    return election or any(key.startswith(AGGREGATE) for key in labels)
 
 
 @pytest.mark.parametrize("scenario", ["default", "namespaced", "metrics"])
@@ -79,21 +82,22 @@ def test_crd_in_chart_is_identical_to_crds_folder() -> None:
         assert chart_copy == (REPO / "crds" / name).read_text(), f"{name} drifted: make generate"
 
 
-def test_default_is_cluster_wide_with_one_recreated_replica() -> None:
+def test_default_is_cluster_wide_with_one_leader_elected_replica() -> None:
     docs = render()
     assert kinds(docs) == sorted(
         ["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
-         "Deployment", "Service", "Pod"]
+         "Deployment", "Service", "Pod", "Role", "RoleBinding"]
     )  # fmt: skip
     deploy = one(docs, "Deployment")
     assert deploy["spec"]["replicas"] == 1
-    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    assert deploy["spec"]["strategy"] == {"type": "RollingUpdate"}
     container = deploy["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == IMAGE
     assert {"name": "LLMSVC_IMAGE", "value": IMAGE} in container["env"]
     assert container["args"] == [
         "operator", "--resync-seconds=30", "--health-address=0.0.0.0:8080",
-        "--metrics-address=0.0.0.0:9090",
+        "--metrics-address=0.0.0.0:9090", "--leader-elect", "--leader-election-namespace=ops",
+        "--leader-election-name=rel-llmservice-operator",
     ]  # fmt: skip
     probe = container["livenessProbe"]["httpGet"]
     assert probe == {"path": "/healthz", "port": "health"}
@@ -126,7 +130,7 @@ def test_selector_labels_ignore_user_labels_and_versions() -> None:
 
 def test_namespaced_scenario_uses_roles_per_watched_namespace() -> None:
     docs = render(scenario="namespaced")
-    roles = [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    roles = [d for d in docs if d["kind"] in ("Role", "RoleBinding") and not aggregated(d)]
     assert sorted((d["kind"], d["metadata"]["namespace"]) for d in roles) == [
         ("Role", "team-a"), ("Role", "team-b"),
         ("RoleBinding", "team-a"), ("RoleBinding", "team-b"),
@@ -143,7 +147,7 @@ def test_namespaced_mode_renders_nothing_cluster_scoped() -> None:
     docs = render(scenario="namespaced")
     assert kinds(docs) == sorted(
         ["ServiceAccount", "Role", "Role", "RoleBinding", "RoleBinding", "Deployment", "Service",
-         "Pod"]
+         "Pod", "Role", "RoleBinding"]
     )  # fmt: skip
 
 
@@ -275,6 +279,10 @@ def test_schema_rejects_wrong_values(flags: list[str], message: str) -> None:
             "needs metrics.enabled=true",
         ),
         (["--set", "health.port=9090"], "give them different ports"),
+        (
+            ["--set", "replicaCount=2", "--set", "leaderElection.enabled=false"],
+            "needs leaderElection.enabled=true",
+        ),
         (["--set", "serviceAccount.create=false"], "set serviceAccount.name"),
         (
             [
@@ -348,17 +356,19 @@ def test_operator_pods_wear_the_labels_the_network_policies_admit(flags: tuple[s
 
 
 def test_namespace_users_get_llmservices_through_the_built_in_roles() -> None:
-    roles = {d["metadata"]["name"]: d for d in render() if aggregated(d)}
+    roles = {d["metadata"]["name"]: d for d in render() if d["kind"] == "ClusterRole"}
     edit, view = roles["rel-llmservice-operator-edit"], roles["rel-llmservice-operator-view"]
     assert edit["metadata"]["labels"][f"{AGGREGATE}edit"] == "true"
     assert edit["metadata"]["labels"][f"{AGGREGATE}admin"] == "true"
     assert view["metadata"]["labels"][f"{AGGREGATE}view"] == "true"
     assert {"create", "patch", "delete"} <= set(edit["rules"][0]["verbs"])
     assert set(view["rules"][0]["verbs"]) == {"get", "list", "watch"}
-    for doc in roles.values():
+    for doc in (edit, view):
         assert all(r["apiGroups"] == ["llmsvc.io"] for r in doc["rules"])
     off = render("--set", "rbac.aggregateToDefaultRoles=false")
-    assert not [d for d in off if aggregated(d)]
+    assert [d["metadata"]["name"] for d in off if d["kind"] == "ClusterRole"] == [
+        "rel-llmservice-operator"
+    ]
 
 
 def test_helm_test_hook_scrapes_the_operator_metrics_service() -> None:
@@ -404,3 +414,22 @@ def test_digest_extra_args_env_spread_and_common_labels() -> None:
     assert pod["topologySpreadConstraints"] == [{"topologyKey": "zone", "maxSkew": 1}]
     assert all(d["metadata"]["labels"]["team"] == "ml" for d in docs)
     assert "team" not in deploy["spec"]["selector"]["matchLabels"]
+
+
+def test_leader_election_lease_role_and_replicas() -> None:
+    docs = render("--set", "replicaCount=2")
+    assert one(docs, "Deployment")["spec"]["replicas"] == 2
+    role = next(d for d in docs if d["kind"] == "Role")
+    assert role["metadata"] == {
+        "name": "rel-llmservice-operator-leader-election", "namespace": "ops",
+        "labels": role["metadata"]["labels"],
+    }  # fmt: skip
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update"]}
+    ]  # fmt: skip
+    env = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in env
+    single = render("--set", "leaderElection.enabled=false")
+    assert one(single, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert "Role" not in kinds(single)

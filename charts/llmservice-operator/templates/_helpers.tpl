@@ -113,6 +113,9 @@ e2e/test_chart.py (the operator reconciles every example as this ServiceAccount)
 
 {{/* Impossible combinations fail the render with what to change. */}}
 {{- define "llmservice-operator.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) -}}
+{{- fail (printf "replicaCount=%d needs leaderElection.enabled=true (replicas would reconcile the same objects at once): enable leader election or run one replica" (int .Values.replicaCount)) -}}
+{{- end -}}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled=true needs metrics.enabled=true (the ServiceMonitor scrapes the metrics Service): enable metrics or disable the ServiceMonitor" -}}
 {{- end -}}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +59,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="Prometheus /metrics (default 0.0.0.0:9090; empty disables)",
     )
+    parser.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=os.environ.get("LLMSVC_LEADER_ELECT", "") == "true",
+        help="run only while holding a coordination.k8s.io Lease, so several replicas can run "
+        "(default: $LLMSVC_LEADER_ELECT == true)",
+    )
+    parser.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        metavar="NS",
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
+    parser.add_argument(
+        "--leader-election-name",
+        default="llmservice-operator",
+        metavar="NAME",
+        help="name of the Lease (default llmservice-operator)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
 
@@ -93,11 +113,29 @@ def run(args: argparse.Namespace) -> int:
     runtime = Runtime(settings=settings, metrics=metrics, resync=args.resync_seconds)
     registry = kopf.OperatorRegistry()
     register(registry, runtime)
-    kopf.run(
-        registry=registry,
-        standalone=True,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        liveness_endpoint=f"http://{args.health_address}/healthz",
-    )
+    options = {
+        "registry": registry,
+        "standalone": True,
+        "clusterwide": not args.namespace,
+        "namespaces": args.namespace,
+        "liveness_endpoint": f"http://{args.health_address}/healthz",
+    }
+    if args.leader_elect:
+        return _elected(args, options)
+    kopf.run(**options)
     return 0
+
+
+def _elected(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """Run kopf only while holding the leader Lease (see :mod:`llmsvc.controller.elected`)."""
+    import asyncio
+
+    import kopf
+
+    from llmsvc.controller.elected import run_elected
+
+    async def operate(stop: asyncio.Event) -> None:
+        await kopf.operator(stop_flag=stop, **options)
+
+    namespace, name = args.leader_election_namespace, args.leader_election_name
+    return asyncio.run(run_elected(namespace, name, args.health_address, operate))
