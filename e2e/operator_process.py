@@ -27,9 +27,17 @@ def free_port() -> int:
 class OperatorProcess:
     """One operator process: start it, SIGKILL it, read its counters."""
 
-    def __init__(self, resync: float = RESYNC_SECONDS, namespaces: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        resync: float = RESYNC_SECONDS,
+        namespaces: tuple[str, ...] = (),
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.resync = resync
         self.namespaces = namespaces
+        self.extra_args = extra_args
+        self.env = env or {}
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -44,10 +52,11 @@ class OperatorProcess:
             "--health-address", f"127.0.0.1:{self.health_port}",
             "--metrics-address", f"127.0.0.1:{self.metrics_port}",
             *(f"--namespace={ns}" for ns in self.namespaces),
+            *self.extra_args,
         ]  # fmt: skip
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ)
+                command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ) | self.env
             )
         wait_for(self._healthy, timeout=30, what=f"operator liveness (log: {self.log})")
 
