@@ -57,6 +57,7 @@ def _strip_optional(tp: Any) -> Any:
 
 def _apply_constraints(schema: Schema, metadata: list[Any]) -> None:
     is_array = schema.get("type") == "array"
+    is_map = schema.get("type") == "object"
     for meta in metadata:
         for kind, (attr, key) in _CONSTRAINTS.items():
             if isinstance(meta, kind):
@@ -64,7 +65,8 @@ def _apply_constraints(schema: Schema, metadata: list[Any]) -> None:
                 if kind in (at.Gt, at.Lt):
                     schema["exclusive" + key.capitalize()] = True
         if isinstance(meta, at.MaxLen):
-            schema["maxItems" if is_array else "maxLength"] = meta.max_length
+            key = "maxItems" if is_array else "maxProperties" if is_map else "maxLength"
+            schema[key] = meta.max_length
         if isinstance(meta, at.MinLen):
             schema["minItems" if is_array else "minLength"] = meta.min_length
         if getattr(meta, "pattern", None):

@@ -26,6 +26,7 @@ class ExtraMetadata(Model):
 
     labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
         default_factory=dict,
+        max_length=64,
         description="Extra labels; keys under llmsvc.io/ and app.kubernetes.io/ are reserved.",
     )
-    annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations.")
+    annotations: dict[str, str] = Field(default_factory=dict, max_length=64, description="Extra annotations.")
