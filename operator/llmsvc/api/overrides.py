@@ -29,4 +29,6 @@ class ExtraMetadata(Model):
         max_length=64,
         description="Extra labels; keys under llmsvc.io/ and app.kubernetes.io/ are reserved.",
     )
-    annotations: dict[str, str] = Field(default_factory=dict, max_length=64, description="Extra annotations.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict, max_length=64, description="Extra annotations."
+    )
