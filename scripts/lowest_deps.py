@@ -7,7 +7,8 @@ the source tree on ``PYTHONPATH`` (nothing of the project is installed there):
 
 1. every ``llmsvc`` module imports (an API missing from an old release fails here);
 2. ``llmsvc --help`` of every subcommand parses;
-3. the unit tests of the parts that run the floors hardest (router, simulator, render, API) pass,
+3. the unit tests of the parts that run the floors hardest (router server and proxy, simulator,
+   render, API) pass,
    with the test tools at their newest versions.
 
 Exit 0 when all pass; otherwise the failing step's output and a non-zero code.
@@ -28,7 +29,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("LLMSVC_CACHE", Path.home() / ".cache" / "llmsvc")) / "lowest"
 TEST_TOOLS = ["pytest", "pytest-asyncio", "pytest-timeout", "hypothesis", "openai", "jsonschema"]
-TESTS = ["tests/router", "tests/sim", "tests/test_render.py", "tests/test_api.py"]
+# The router's server and proxy tests lean hardest on aiohttp (idle cuts, streaming, limits).
+TESTS = [
+    "tests/router/test_hostile.py",
+    "tests/router/test_proxy.py",
+    "tests/router/test_queue.py",
+    "tests/sim",
+    "tests/test_render.py",
+    "tests/test_api.py",
+]
 # Lint tools are not installed there: their checks run in `make lint`.
 DESELECT = ["tests/test_render.py::test_import_contracts_hold"]
 SUBCOMMANDS = ["render", "crd", "operator", "router", "pull", "sim"]
