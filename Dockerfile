@@ -21,6 +21,12 @@ COPY operator/ operator/
 RUN pip wheel --no-deps --wheel-dir /wheels/app .
 
 FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="llmservice-operator" \
+      org.opencontainers.image.description="Kubernetes operator that serves large language models with vLLM: operator, router, weight puller and simulator in one image" \
+      org.opencontainers.image.source="https://github.com/llmsvc/llmservice-operator" \
+      org.opencontainers.image.url="https://github.com/llmsvc/llmservice-operator" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="0.1.0"
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 RUN --mount=type=bind,from=build,source=/wheels/deps,target=/wheels/deps \

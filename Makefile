@@ -24,8 +24,16 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv with the package and its dev tools
 
 .PHONY: test
-test: venv lint cluster-bins ## everything CI runs: lint, unit tests, e2e on the local control plane
+test: venv lint lowest-deps gitops-test cluster-bins ## everything CI runs: lint, lowest deps, GitOps health, unit tests, e2e
 	$(BIN)/pytest tests e2e
+
+.PHONY: gitops-test
+gitops-test: ## Flux kstatus and Argo CD's Lua check (gopher-lua) on planner statuses (Go, cached)
+	cd e2e/gitops && go test -count=1 ./...
+
+.PHONY: lowest-deps
+lowest-deps: ## runtime deps at their pyproject floors: imports, --help, unit tests (cached venv)
+	$(PYTHON) scripts/lowest_deps.py
 
 .PHONY: unit
 unit: venv ## unit tests only (no cluster, seconds)

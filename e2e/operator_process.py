@@ -32,10 +32,12 @@ class OperatorProcess:
         resync: float = RESYNC_SECONDS,
         namespaces: tuple[str, ...] = (),
         extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.resync = resync
         self.namespaces = namespaces
         self.extra_args = extra_args
+        self.env = env or {}
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -54,7 +56,7 @@ class OperatorProcess:
         ]  # fmt: skip
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ)
+                command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ) | self.env
             )
         wait_for(self._healthy, timeout=30, what=f"operator liveness (log: {self.log})")
 

@@ -125,7 +125,9 @@ def test_install_upgrade_uninstall(cluster: object, namespace: str, release: str
     assert container["image"] == "llmsvc/llmservice-operator:0.1.0"
     assert {"name": "LLMSVC_IMAGE", "value": container["image"]} in container["env"]
     assert "--verbose" not in container["args"]
-    assert first["spec"]["strategy"]["type"] == "Recreate"
+    assert (
+        first["spec"]["strategy"]["type"] == "RollingUpdate"
+    )  # leader election: the new pod waits
     assert f"clusterrole.rbac.authorization.k8s.io/{release}-llmservice-operator" in owned(
         release, namespace
     )

@@ -93,6 +93,17 @@ def test_printer_columns_and_short_names(namespace: str) -> None:
         assert "x" in kubectl("get", short, "-n", namespace, "-o", "name").stdout
 
 
+def test_unreconciled_object_reads_as_not_observed_and_is_not_in_all(namespace: str) -> None:
+    """No operator runs in this file: the API server serves the CRD's status default, which
+    kstatus and the Argo CD check read as "not observed yet" (tested in e2e/gitops)."""
+    apply(first_example("fresh"), namespace)
+    obj = kubectl_json("get", "llmservice", "fresh", "-n", namespace)
+    assert obj["status"] == {"observedGeneration": 0}
+    assert obj["metadata"]["generation"] == 1
+    listed = kubectl("get", "all", "-n", namespace, "-o", "name").stdout
+    assert "llmservice" not in listed  # `kubectl delete all --all` leaves models alone
+
+
 def test_kubectl_explain_shows_the_descriptions(cluster: Cluster) -> None:
     schema = crd_version()["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     parallelism = schema["parallelism"]

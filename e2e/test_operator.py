@@ -231,19 +231,23 @@ def test_drift_is_repaired_within_a_resync(operator: OperatorProcess, namespace:
     )
 
 
-def test_unschedulable_group_is_degraded_with_scheduler_reason(
+def test_unschedulable_group_waits_for_nodes_with_scheduler_reason(
     operator: OperatorProcess, namespace: str
 ) -> None:
+    """Degraded only after a grace period (a node autoscaler may add nodes): first it progresses."""
     apply(llmservice("huge", parallelism={"tensor": 16, "gpusPerNode": 16}), namespace)
 
-    def degraded() -> dict[str, Any]:
-        cond = condition(get("huge", namespace), "Degraded")
-        return cond if cond.get("reason") == "Unschedulable" else {}
+    def waiting() -> dict[str, Any]:
+        cond = condition(get("huge", namespace), "Progressing")
+        return cond if cond.get("reason") == "WaitingForNodes" else {}
 
-    cond = wait_for(degraded, timeout=60, what="Degraded=Unschedulable")
+    cond = wait_for(waiting, timeout=60, what="Progressing=WaitingForNodes")
     assert cond["status"] == "True"
     assert "nvidia.com/gpu" in cond["message"]
-    assert condition(get("huge", namespace), "Ready")["status"] == "False"
+    obj = get("huge", namespace)
+    assert condition(obj, "Ready")["status"] == "False"
+    assert condition(obj, "Degraded")["status"] == "False"
+    assert condition(obj, "Reconciling")["status"] == "True"
 
 
 def revisions_of(ns: str, name: str, g: int) -> set[str]:

@@ -450,4 +450,29 @@ INVALID_CASES: list[Case] = [
     ),
     Case("missing-uri", deleter("spec.model.uri"), "Required value", "spec.model.uri"),
     Case("missing-model", deleter("spec.model"), "Required value", "spec.model"),
+    # --- escape hatch -------------------------------------------------------------------------
+    Case(
+        "pod-label-owned-key",
+        setter("spec.podMetadata.labels", {"llmsvc.io/group": "7"}),
+        "labels may not use keys the operator owns",
+        "spec.podMetadata",
+    ),
+    Case(
+        "service-label-recommended-key",
+        setter("spec.serviceMetadata.labels", {"app.kubernetes.io/name": "x"}),
+        "labels may not use keys the operator owns",
+        "spec.serviceMetadata",
+    ),
+    Case(
+        "pull-secret-uppercase",
+        setter("spec.imagePullSecrets", ["RegCred"]),
+        "should match",
+        "spec.imagePullSecrets[0]",
+    ),
+    Case(
+        "engine-service-account-uppercase",
+        setter("spec.engine.serviceAccountName", "Vllm"),
+        "should match",
+        "spec.engine.serviceAccountName",
+    ),
 ]

@@ -58,6 +58,17 @@ def kinds(docs: list[dict[str, Any]]) -> list[str]:
     return sorted(d["kind"] for d in docs)
 
 
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def aggregated(doc: dict[str, Any]) -> bool:
+    """A ClusterRole for namespace users (aggregated into edit/view), or the leader election
+    Role: not the rules the operator reconciles with (each has its own test)."""
+    labels = doc["metadata"].get("labels", {})
+    election = doc["metadata"]["name"].endswith("-leader-election")
+    return election or any(key.startswith(AGGREGATE) for key in labels)
+
+
 @pytest.mark.parametrize("scenario", ["default", "namespaced", "metrics"])
 def test_lint_strict(scenario: str) -> None:
     helm("lint", "--strict", str(CHART), "-f", str(SCENARIOS / f"{scenario}-values.yaml"))
@@ -71,20 +82,22 @@ def test_crd_in_chart_is_identical_to_crds_folder() -> None:
         assert chart_copy == (REPO / "crds" / name).read_text(), f"{name} drifted: make generate"
 
 
-def test_default_is_cluster_wide_with_one_recreated_replica() -> None:
+def test_default_is_cluster_wide_with_one_leader_elected_replica() -> None:
     docs = render("--set", "metricsApi.enabled=false")
     assert kinds(docs) == sorted(
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
+        ["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
+         "Deployment", "Service", "Pod", "Role", "RoleBinding"]
     )  # fmt: skip
     deploy = one(docs, "Deployment")
     assert deploy["spec"]["replicas"] == 1
-    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    assert deploy["spec"]["strategy"] == {"type": "RollingUpdate"}
     container = deploy["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == IMAGE
     assert {"name": "LLMSVC_IMAGE", "value": IMAGE} in container["env"]
     assert container["args"] == [
         "operator", "--resync-seconds=30", "--health-address=0.0.0.0:8080",
-        "--metrics-address=0.0.0.0:9090",
+        "--metrics-address=0.0.0.0:9090", "--leader-elect", "--leader-election-namespace=ops",
+        "--leader-election-name=rel-llmservice-operator",
     ]  # fmt: skip
     probe = container["livenessProbe"]["httpGet"]
     assert probe == {"path": "/healthz", "port": "health"}
@@ -184,7 +197,7 @@ def test_selector_labels_ignore_user_labels_and_versions() -> None:
 
 def test_namespaced_scenario_uses_roles_per_watched_namespace() -> None:
     docs = render(scenario="namespaced")
-    roles = [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    roles = [d for d in docs if d["kind"] in ("Role", "RoleBinding") and not aggregated(d)]
     assert sorted((d["kind"], d["metadata"]["namespace"]) for d in roles) == [
         ("Role", "team-a"), ("Role", "team-b"),
         ("RoleBinding", "team-a"), ("RoleBinding", "team-b"),
@@ -200,8 +213,9 @@ def test_namespaced_scenario_uses_roles_per_watched_namespace() -> None:
 def test_namespaced_mode_renders_nothing_cluster_scoped() -> None:
     docs = render(scenario="namespaced")
     assert kinds(docs) == sorted(
-        ["ServiceAccount", "Role", "Role", "RoleBinding", "RoleBinding", "Deployment", "Service"]
-    )
+        ["ServiceAccount", "Role", "Role", "RoleBinding", "RoleBinding", "Deployment", "Service",
+         "Pod", "Role", "RoleBinding"]
+    )  # fmt: skip
 
 
 def test_existing_service_account_without_chart_rbac() -> None:
@@ -209,7 +223,7 @@ def test_existing_service_account_without_chart_rbac() -> None:
         "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=ops-sa",
         "--set", "rbac.create=false", "--set", "metricsApi.enabled=false",
     )  # fmt: skip
-    assert kinds(docs) == ["Deployment", "Service"]
+    assert kinds(docs) == ["Deployment", "Pod", "Service"]  # the Pod is the `helm test` hook
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "ops-sa"
 
@@ -220,14 +234,22 @@ def test_cluster_scoped_names_follow_the_release() -> None:
     assert names == {
         "rel-llmservice-operator", "rel-llmservice-operator-auth-delegator",
         "rel-llmservice-operator-apiservice", "rel-llmservice-operator-metrics-reader",
+        "rel-llmservice-operator-edit", "rel-llmservice-operator-view",
     }  # fmt: skip
     override = render("--set", "fullnameOverride=llmsvc", "--set", "metricsApi.enabled=true")
     roles = {d["metadata"]["name"] for d in override if d["kind"] == "ClusterRole"}
-    assert roles == {"llmsvc", "llmsvc-apiservice", "llmsvc-metrics-reader"}
+    assert roles == {
+        "llmsvc", "llmsvc-apiservice", "llmsvc-metrics-reader", "llmsvc-edit", "llmsvc-view"
+    }  # fmt: skip
 
 
 def rules_of(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
+    return [
+        r
+        for d in docs
+        if d["kind"] in ("ClusterRole", "Role") and not aggregated(d)
+        for r in d["rules"]
+    ]
 
 
 # Every (apiGroup, resource, verb) the operator holds: widening RBAC must be a deliberate edit here,
@@ -319,6 +341,9 @@ def test_metrics_disabled_means_no_service_and_no_endpoint() -> None:
         (["--set", "rbac.discovery=true"], "discovery"),  # removed: kopf scanning is off
         (["--set", "metricsApi.certificate.source=vault"], "source"),
         (["--set", "metricsApi.scrapeInterval=0"], "scrapeInterval"),
+        (["--set", "image.digest=latest"], "digest"),
+        (["--set", "imagePullSecrets[0].name=Reg_Cred"], "imagePullSecrets"),
+        (["--set", "extraArgs=--verbose"], "extraArgs"),
     ],
 )
 def test_schema_rejects_wrong_values(flags: list[str], message: str) -> None:
@@ -335,6 +360,10 @@ def test_schema_rejects_wrong_values(flags: list[str], message: str) -> None:
             "needs metrics.enabled=true",
         ),
         (["--set", "health.port=9090"], "give them different ports"),
+        (
+            ["--set", "replicaCount=2", "--set", "leaderElection.enabled=false"],
+            "needs leaderElection.enabled=true",
+        ),
         (["--set", "serviceAccount.create=false"], "set serviceAccount.name"),
         (["--set", "watchNamespaces={team-a}"], "set metricsApi.enabled=false"),
         (["--set", "metricsApi.port=8080"], "give it its own port"),
@@ -407,3 +436,83 @@ def test_operator_pods_wear_the_labels_the_network_policies_admit(flags: tuple[s
     (deployment,) = [d for d in render(*flags) if d["kind"] == "Deployment"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert labels.items() >= OPERATOR_POD_LABELS.items()
+
+
+def test_namespace_users_get_llmservices_through_the_built_in_roles() -> None:
+    roles = {d["metadata"]["name"]: d for d in render() if d["kind"] == "ClusterRole"}
+    edit, view = roles["rel-llmservice-operator-edit"], roles["rel-llmservice-operator-view"]
+    assert edit["metadata"]["labels"][f"{AGGREGATE}edit"] == "true"
+    assert edit["metadata"]["labels"][f"{AGGREGATE}admin"] == "true"
+    assert view["metadata"]["labels"][f"{AGGREGATE}view"] == "true"
+    assert {"create", "patch", "delete"} <= set(edit["rules"][0]["verbs"])
+    assert set(view["rules"][0]["verbs"]) == {"get", "list", "watch"}
+    for doc in (edit, view):
+        assert all(r["apiGroups"] == ["llmsvc.io"] for r in doc["rules"])
+    off = render("--set", "rbac.aggregateToDefaultRoles=false")
+    assert [d["metadata"]["name"] for d in off if d["kind"] == "ClusterRole"] == [
+        "rel-llmservice-operator"
+    ]
+
+
+def test_helm_test_hook_scrapes_the_operator_metrics_service() -> None:
+    pod = one(render(), "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == IMAGE
+    assert container["command"][-1] == (
+        "http://rel-llmservice-operator-metrics.ops.svc:9090/metrics"
+    )
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert "Pod" not in kinds(render("--set", "metrics.enabled=false"))
+
+
+def test_pull_secrets_become_the_default_of_operator_created_pods() -> None:
+    docs = render("--set", "imagePullSecrets[0].name=regcred", "--set",
+                  "imagePullSecrets[1].name=mirror")  # fmt: skip
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
+    env = pod["containers"][0]["env"]
+    assert {"name": "LLMSVC_IMAGE_PULL_SECRETS", "value": "regcred,mirror"} in env
+    plain = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert all(e["name"] != "LLMSVC_IMAGE_PULL_SECRETS" for e in plain)
+
+
+def test_digest_extra_args_env_spread_and_common_labels() -> None:
+    digest = "sha256:" + "ab" * 32
+    docs = render(
+        "--set", f"image.digest={digest}", "--set", "extraArgs[0]=--restart-backoff-seconds=5",
+        "--set", "extraEnv[0].name=HTTPS_PROXY", "--set", "extraEnv[0].value=http://proxy:3128",
+        "--set", "topologySpreadConstraints[0].topologyKey=zone",
+        "--set", "topologySpreadConstraints[0].maxSkew=1",
+        "--set", "commonLabels.team=ml",
+    )  # fmt: skip
+    deploy = one(docs, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    image = f"llmsvc/llmservice-operator@{digest}"
+    assert container["image"] == image
+    assert {"name": "LLMSVC_IMAGE", "value": image} in container["env"]
+    assert container["args"][-1] == "--restart-backoff-seconds=5"
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in container["env"]
+    assert pod["topologySpreadConstraints"] == [{"topologyKey": "zone", "maxSkew": 1}]
+    assert all(d["metadata"]["labels"]["team"] == "ml" for d in docs)
+    assert "team" not in deploy["spec"]["selector"]["matchLabels"]
+
+
+def test_leader_election_lease_role_and_replicas() -> None:
+    docs = render("--set", "replicaCount=2")
+    assert one(docs, "Deployment")["spec"]["replicas"] == 2
+    role = next(d for d in docs if d["kind"] == "Role")
+    assert role["metadata"] == {
+        "name": "rel-llmservice-operator-leader-election", "namespace": "ops",
+        "labels": role["metadata"]["labels"],
+    }  # fmt: skip
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update"]}
+    ]  # fmt: skip
+    env = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in env
+    single = render("--set", "leaderElection.enabled=false")
+    assert one(single, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert "Role" not in kinds(single)

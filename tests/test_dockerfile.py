@@ -107,6 +107,17 @@ def test_entrypoint_is_llmsvc_in_exec_form(instructions: list[Instruction]) -> N
     assert cmd[-1] == ["operator"]
 
 
+def test_final_stage_has_oci_labels_matching_the_package(instructions: list[Instruction]) -> None:
+    text = " ".join(i.args for i in stages(instructions)[-1] if i.keyword == "LABEL")
+    labels = dict(re.findall(r'(org\.opencontainers\.image\.\w+)="([^"]*)"', text))
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert labels["org.opencontainers.image.version"] == __version__
+    assert labels["org.opencontainers.image.source"].startswith("https://")
+    assert {"title", "description"} <= {k.rsplit(".", 1)[1] for k in labels}
+    assert "Apache License" in (REPO / "LICENSE").read_text()
+    assert "Version 2.0, January 2004" in (REPO / "LICENSE").read_text()
+
+
 def test_dependencies_are_cached_before_the_source(instructions: list[Instruction]) -> None:
     build = stages(instructions)[0]
     copies = [i.args for i in build if i.keyword == "COPY"]

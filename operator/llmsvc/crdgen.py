@@ -42,6 +42,7 @@ PRINTER_COLUMNS = [
     ("Replicas", "integer", ".spec.replicas", "Desired model replicas"),
     ("Ready", "integer", ".status.readyReplicas", "Model replicas fully ready"),
     ("Status", "string", '.status.conditions[?(@.type=="Ready")].reason', "Ready reason"),
+    ("URL", "string", ".status.endpoint", "In-cluster OpenAI base URL"),
     ("Age", "date", ".metadata.creationTimestamp", ""),
 ]
 
@@ -56,6 +57,7 @@ def _strip_optional(tp: Any) -> Any:
 
 def _apply_constraints(schema: Schema, metadata: list[Any]) -> None:
     is_array = schema.get("type") == "array"
+    is_map = schema.get("type") == "object"
     for meta in metadata:
         for kind, (attr, key) in _CONSTRAINTS.items():
             if isinstance(meta, kind):
@@ -63,7 +65,8 @@ def _apply_constraints(schema: Schema, metadata: list[Any]) -> None:
                 if kind in (at.Gt, at.Lt):
                     schema["exclusive" + key.capitalize()] = True
         if isinstance(meta, at.MaxLen):
-            schema["maxItems" if is_array else "maxLength"] = meta.max_length
+            key = "maxItems" if is_array else "maxProperties" if is_map else "maxLength"
+            schema[key] = meta.max_length
         if isinstance(meta, at.MinLen):
             schema["minItems" if is_array else "minLength"] = meta.min_length
         if getattr(meta, "pattern", None):
@@ -167,6 +170,16 @@ def model_schema(model: type[BaseModel]) -> Schema:
     return schema
 
 
+def _status_schema() -> Schema:
+    """The status schema, defaulted to ``{observedGeneration: 0}``.
+
+    The API server applies the default whenever it serves an object without status, so an
+    LLMService the operator has not looked at yet reads as not observed (kstatus InProgress,
+    Argo CD Progressing) instead of having no status at all (which kstatus counts as Current).
+    """
+    return model_schema(LLMServiceStatus) | {"default": {"observedGeneration": 0}}
+
+
 def _root_schema() -> Schema:
     return {
         "type": "object",
@@ -177,7 +190,7 @@ def _root_schema() -> Schema:
             "kind": {"type": "string", "description": "LLMService"},
             "metadata": {"type": "object"},
             "spec": model_schema(LLMServiceSpec),
-            "status": model_schema(LLMServiceStatus),
+            "status": _status_schema(),
         },
         "x-kubernetes-validations": [rule.as_crd() for rule in ROOT_RULES],
     }
@@ -208,7 +221,8 @@ def crd() -> Schema:
                 "plural": res.PLURAL,
                 "singular": res.SINGULAR,
                 "shortNames": list(res.SHORT_NAMES),
-                "categories": ["all", "llm"],
+                # Not "all": `kubectl delete all --all` must not delete model deployments.
+                "categories": ["llm"],
             },
             "versions": [
                 {

@@ -185,18 +185,28 @@ def test_exhausted_group_is_scaled_to_zero_and_degraded() -> None:
     assert "GroupRestartLimitExceeded" in [e.reason for e in p.events]
 
 
-def test_unschedulable_group_reports_the_scheduler_message() -> None:
+def test_unschedulable_group_is_degraded_only_after_the_grace_period() -> None:
     svc, live = converge(service(), [])
     pods = [
         pod(0, 0, unschedulable="0/5 nodes are available: 5 Insufficient nvidia.com/gpu."),
         pod(0, 1, unschedulable="0/5 nodes are available: 5 Insufficient nvidia.com/gpu."),
     ]
-    p = run(svc, live, pods)
-    assert p.status is not None
-    degraded = {c["type"]: c for c in p.status["conditions"]}["Degraded"]
-    assert degraded["reason"] == "Unschedulable"
-    assert "Insufficient nvidia.com/gpu" in degraded["message"]
-    assert p.restart_groups == []
+    # A node autoscaler may still be adding GPU nodes: progressing, not degraded.
+    early = run(svc, live, pods, at=9 * 60)
+    assert early.status is not None
+    conditions = {c["type"]: c for c in early.status["conditions"]}
+    assert conditions["Degraded"]["status"] == "False"
+    assert conditions["Progressing"]["reason"] == "WaitingForNodes"
+    assert "Insufficient nvidia.com/gpu" in conditions["Progressing"]["message"]
+    assert conditions["Reconciling"]["status"] == "True"
+    late = run(svc, live, pods, at=10 * 60)
+    assert late.status is not None
+    conditions = {c["type"]: c for c in late.status["conditions"]}
+    assert conditions["Degraded"]["reason"] == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in conditions["Degraded"]["message"]
+    assert conditions["Stalled"]["status"] == "False"  # still InProgress for kstatus
+    assert conditions["Reconciling"]["status"] == "True"
+    assert late.restart_groups == []
 
 
 PULL_LOG = (

@@ -89,3 +89,19 @@ async def test_router_metrics_count_requests_and_latency(
     assert "llmsvc_router_request_duration_seconds_count 2.0" in text
     assert f'llmsvc_router_backend_healthy{{backend="{sim.url}"}} 1.0' in text
     assert "vllm:" not in text
+
+
+async def test_probes_and_scrapes_are_not_requests_and_process_metrics_are_served(
+    sim_factory: SimFactory, router_factory: RouterFactory
+) -> None:
+    sim = await sim_factory()
+    router = await router_factory([sim.url])
+    async with aiohttp.ClientSession() as session:
+        for path in ("/health", "/ready", "/metrics", "/health"):
+            async with session.get(f"{router.url}{path}") as response:
+                await response.read()
+    text = await scrape(router.url)
+    assert "llmsvc_router_requests_total{" not in text
+    assert "llmsvc_router_request_duration_seconds_count 0.0" in text
+    assert "process_resident_memory_bytes" in text
+    assert "process_cpu_seconds_total" in text

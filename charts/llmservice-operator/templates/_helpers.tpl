@@ -38,6 +38,9 @@ helm.sh/chart: {{ include "llmservice-operator.chart" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: llmservice-operator
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* The ServiceAccount the operator runs as. */}}
@@ -49,9 +52,13 @@ app.kubernetes.io/part-of: llmservice-operator
 {{- end -}}
 {{- end -}}
 
-{{/* The operator image (also used for puller init containers and routers). */}}
+{{/* The operator image (also used for puller init containers and routers): by digest if set. */}}
 {{- define "llmservice-operator.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -127,6 +134,9 @@ e2e/test_chart.py (the operator reconciles every example as this ServiceAccount)
 
 {{/* Impossible combinations fail the render with what to change. */}}
 {{- define "llmservice-operator.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) -}}
+{{- fail (printf "replicaCount=%d needs leaderElection.enabled=true (replicas would reconcile the same objects at once): enable leader election or run one replica" (int .Values.replicaCount)) -}}
+{{- end -}}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled=true needs metrics.enabled=true (the ServiceMonitor scrapes the metrics Service): enable metrics or disable the ServiceMonitor" -}}
 {{- end -}}
@@ -156,4 +166,11 @@ e2e/test_chart.py (the operator reconciles every example as this ServiceAccount)
 {{- else if hasSuffix "m" $d -}}{{ mul (trimSuffix "m" $d | int) 60 }}
 {{- else if hasSuffix "h" $d -}}{{ mul (trimSuffix "h" $d | int) 3600 }}
 {{- else -}}0{{- end -}}
+{{- end -}}
+
+{{/* The names of imagePullSecrets, comma-separated (LLMSVC_IMAGE_PULL_SECRETS). */}}
+{{- define "llmservice-operator.pullSecretNames" -}}
+{{- $names := list -}}
+{{- range .Values.imagePullSecrets -}}{{- $names = append $names .name -}}{{- end -}}
+{{- join "," $names -}}
 {{- end -}}

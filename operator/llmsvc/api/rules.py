@@ -257,6 +257,34 @@ ENV_RULES = (
     ),
 )
 
+# Label keys that select or identify the operator's children; users may not set them.
+OWNED_LABEL_PREFIXES = ("llmsvc.io/", "app.kubernetes.io/")
+OWNED_LABELS = (
+    "apps.kubernetes.io/pod-index",
+    "statefulset.kubernetes.io/pod-name",
+    "controller-revision-hash",
+    "pod-template-hash",
+)
+
+
+def owned_label(key: str) -> bool:
+    """True for a label key the operator sets itself (selectors, recommended labels)."""
+    return key.startswith(OWNED_LABEL_PREFIXES) or key in OWNED_LABELS
+
+
+_OWNED_CEL = " || ".join(
+    [f"k.startsWith('{p}')" for p in OWNED_LABEL_PREFIXES] + [f"k == '{k}'" for k in OWNED_LABELS]
+)
+
+METADATA_RULES = (
+    Rule(
+        cel=f"!has(self.labels) || self.labels.all(k, !({_OWNED_CEL}))",
+        message="labels may not use keys the operator owns (llmsvc.io/*, app.kubernetes.io/*, "
+        "pod-index and hash labels): choose another key, e.g. example.com/team",
+        check=lambda m: not any(owned_label(key) for key in m.labels),
+    ),
+)
+
 # Rules on the whole object: CEL at the schema root may read metadata.name.
 ROOT_RULES = (
     Rule(

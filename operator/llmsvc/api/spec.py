@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from llmsvc.api.base import QUANTITY_PATTERN, KubeObject, Model, Quantity
+from llmsvc.api.overrides import ExtraMetadata, PullSecretName
 from llmsvc.api.rules import (
     AUTOSCALING_RULES,
     CACHE_RULES,
@@ -165,7 +166,26 @@ class EngineSpec(Model):
         description="Extra environment for every rank; at most 32 KiB in total.",
     )
     resources: Resources = Field(
-        default_factory=Resources, description="CPU and memory requests and limits per rank."
+        default_factory=Resources,
+        description="CPU and memory requests and limits per rank; requests default to "
+        "{cpu: 2, memory: 8Gi} (no memory limit: a model load can briefly need much more).",
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=K8S_NAME,
+        description="ServiceAccount of the rank pods (e.g. for workload identity to a bucket); "
+        "unset means the namespace's default account.",
+    )
+    pod_template: KubeObject = Field(
+        default_factory=dict,
+        description="Strategic overlay on the rank pod template ({metadata: {labels, "
+        "annotations}, spec: {...}}), applied last: maps merge, lists of containers, volumes, "
+        "env, ports and volumeMounts merge by key (name, containerPort, mountPath), other lists "
+        "replace, null deletes a field. Rejected: changes to the engine and pull containers' "
+        "image, command, args and ports, the operator's env variables and volumes, GPU "
+        "resources, serviceAccountName, imagePullSecrets, enableServiceLinks and owned labels "
+        "(use the matching spec field).",
     )
     run_as_user: int | None = Field(
         default=None,
@@ -240,6 +260,12 @@ class RouterSpec(Model):
         description="Secret key holding the API keys clients must send (Authorization: Bearer "
         "KEY), one per line; unset means no key is needed. Changing the Secret rotates keys "
         "within seconds, without restarting the router.",
+    )
+    pod_template: KubeObject = Field(
+        default_factory=dict,
+        description="Strategic overlay on the router pod template, merged like "
+        "engine.podTemplate. Rejected: changes to the router container's image, command, args "
+        "and ports, serviceAccountName, imagePullSecrets and owned labels.",
     )
 
 
@@ -405,4 +431,19 @@ class LLMServiceSpec(Model):
     )
     network_policy: NetworkPolicySpec = Field(
         default_factory=NetworkPolicySpec, description="Who may reach the pods."
+    )
+    image_pull_secrets: list[PullSecretName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Secrets (names, in this namespace) to pull images with, on every pod the "
+        "operator creates (engine ranks with their pull init container, routers); unset means "
+        "the operator's default (the chart's imagePullSecrets).",
+    )
+    pod_metadata: ExtraMetadata = Field(
+        default_factory=ExtraMetadata,
+        description="Extra labels and annotations on every pod (ranks and routers).",
+    )
+    service_metadata: ExtraMetadata = Field(
+        default_factory=ExtraMetadata,
+        description="Extra labels and annotations on every Service (e.g. for a service mesh).",
     )

@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field
 
 from llmsvc.api.base import Model
 
-ConditionType = Literal["Ready", "Progressing", "Degraded"]
+ConditionType = Literal["Ready", "Progressing", "Degraded", "Reconciling", "Stalled"]
 GroupPhase = Literal["Pending", "Starting", "Ready", "Restarting", "Failed"]
 
 
@@ -25,7 +25,9 @@ class StatusModel(Model):
 class Condition(StatusModel):
     """One aspect of the LLMService's state, as in metav1.Condition."""
 
-    type: str = Field(max_length=316, description="Ready, Progressing or Degraded.")
+    type: str = Field(
+        max_length=316, description="Ready, Progressing, Degraded, Reconciling or Stalled."
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(
         max_length=1024, description="CamelCase reason, e.g. GroupsStarting or Unschedulable."
@@ -81,7 +83,10 @@ class LLMServiceStatus(StatusModel):
     )
     endpoint: str | None = Field(default=None, description="In-cluster OpenAI base URL.")
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready, Progressing and Degraded."
+        default_factory=list,
+        description="Ready, Progressing and Degraded, with kstatus' Reconciling and Stalled.",
+        # One condition per type: server-side apply merges them by type, as metav1.Condition.
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     groups: list[GroupStatus] = Field(default_factory=list, description="Per-group state.")
     surge_blocked: bool | None = Field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("LLMSVC_IMAGE", ""),
         help="image for the puller init containers and routers (default: $LLMSVC_IMAGE, "
         "else the image matching this version)",
+    )
+    parser.add_argument(
+        "--image-pull-secrets",
+        default=os.environ.get("LLMSVC_IMAGE_PULL_SECRETS", ""),
+        metavar="NAME,...",
+        help="default imagePullSecrets of the pods it creates, when an LLMService sets none "
+        "(default: $LLMSVC_IMAGE_PULL_SECRETS)",
     )
     parser.add_argument(
         "--resync-seconds",
@@ -51,10 +59,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="Prometheus /metrics (default 0.0.0.0:9090; empty disables)",
     )
+    parser.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=os.environ.get("LLMSVC_LEADER_ELECT", "") == "true",
+        help="run only while holding a coordination.k8s.io Lease, so several replicas can run "
+        "(default: $LLMSVC_LEADER_ELECT == true)",
+    )
+    parser.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        metavar="NS",
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
+    parser.add_argument(
+        "--leader-election-name",
+        default="llmservice-operator",
+        metavar="NAME",
+        help="name of the Lease (default llmservice-operator)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     from llmsvc.controller import autoscaler
 
     autoscaler.add_arguments(parser)
+
+
+def split_names(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
         host, port = args.metrics_address.rsplit(":", 1)
         start_http_server(int(port), addr=host, registry=metrics.registry)
     settings = Settings(
-        image=args.image or DEFAULT_IMAGE, backoff_base=args.restart_backoff_seconds
+        image=args.image or DEFAULT_IMAGE,
+        backoff_base=args.restart_backoff_seconds,
+        pull_secrets=split_names(args.image_pull_secrets),
     )
     runtime = Runtime(settings=settings, metrics=metrics, resync=args.resync_seconds)
     registry = kopf.OperatorRegistry()
@@ -87,11 +121,29 @@ def run(args: argparse.Namespace) -> int:
         from llmsvc.controller.autoscaler import register as register_autoscaler
 
         register_autoscaler(registry, Autoscaler(args, runtime))
-    kopf.run(
-        registry=registry,
-        standalone=True,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        liveness_endpoint=f"http://{args.health_address}/healthz",
-    )
+    options = {
+        "registry": registry,
+        "standalone": True,
+        "clusterwide": not args.namespace,
+        "namespaces": args.namespace,
+        "liveness_endpoint": f"http://{args.health_address}/healthz",
+    }
+    if args.leader_elect:
+        return _elected(args, options)
+    kopf.run(**options)
     return 0
+
+
+def _elected(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """Run kopf only while holding the leader Lease (see :mod:`llmsvc.controller.elected`)."""
+    import asyncio
+
+    import kopf
+
+    from llmsvc.controller.elected import run_elected
+
+    async def operate(stop: asyncio.Event) -> None:
+        await kopf.operator(stop_flag=stop, **options)
+
+    namespace, name = args.leader_election_namespace, args.leader_election_name
+    return asyncio.run(run_elected(namespace, name, args.health_address, operate))

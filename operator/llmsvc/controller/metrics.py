@@ -1,10 +1,20 @@
-"""The operator's own Prometheus metrics (``llmsvc_operator_*``), on an injected registry."""
+"""The operator's own Prometheus metrics (``llmsvc_operator_*``), on an injected registry.
+
+Besides its own work (reconciles, API writes, restarts) it exports one set of gauges per
+LLMService, read from the status it last wrote (labels ``namespace`` and ``llmservice``), and the
+``process_*`` metrics of its own process.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+SERVICE_LABELS = ("namespace", "llmservice")
+CONDITIONS = ("Ready", "Progressing", "Degraded", "Reconciling", "Stalled")
 
 
 @dataclass
@@ -33,6 +43,45 @@ class OperatorMetrics:
         self.restarts = Counter(
             "llmsvc_operator_group_restarts", "Whole-group restarts.", registry=r
         )
+        ProcessCollector(registry=r)
+        self._service_gauges(r)
+
+    def _service_gauges(self, r: CollectorRegistry) -> None:
+        def gauge(name: str, doc: str, *extra: str) -> Gauge:
+            return Gauge(
+                f"llmsvc_operator_llmservice_{name}", doc, [*SERVICE_LABELS, *extra], registry=r
+            )
+
+        self.replicas = gauge("replicas", "Groups (model replicas) that exist.")
+        self.ready_replicas = gauge("ready_replicas", "Groups fully Ready.")
+        self.failed_groups = gauge(
+            "failed_groups", "Groups left down after exhausting restart.maxGroupRestarts."
+        )
+        self.group_restarts = gauge(
+            "group_restarts", "Whole-group restarts recorded in status, summed over groups."
+        )
+        self.condition = gauge("condition", "1 when the condition is True, else 0.", "type")
+
+    def observe(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Set the per-LLMService gauges from the status the operator just wrote."""
+        labels = {"namespace": namespace, "llmservice": name}
+        groups = status.get("groups") or []
+        self.replicas.labels(**labels).set(status.get("replicas") or 0)
+        self.ready_replicas.labels(**labels).set(status.get("readyReplicas") or 0)
+        self.failed_groups.labels(**labels).set(sum(g.get("phase") == "Failed" for g in groups))
+        self.group_restarts.labels(**labels).set(sum(g.get("restarts", 0) for g in groups))
+        states = {c.get("type"): c.get("status") == "True" for c in status.get("conditions") or []}
+        for kind in CONDITIONS:
+            self.condition.labels(**labels, type=kind).set(1 if states.get(kind) else 0)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the gauges of a deleted LLMService."""
+        with contextlib.suppress(KeyError):  # never observed: nothing to drop
+            for gauge in (self.replicas, self.ready_replicas, self.failed_groups):
+                gauge.remove(namespace, name)
+            self.group_restarts.remove(namespace, name)
+            for kind in CONDITIONS:
+                self.condition.remove(namespace, name, kind)
 
     def count_write(self, verb: str, kind: str, namespace: str) -> None:
         """Hook for :class:`llmsvc.controller.kube.Kube`."""

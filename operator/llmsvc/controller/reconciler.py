@@ -38,6 +38,7 @@ class Settings:
 
     image: str
     backoff_base: float = 10.0
+    pull_secrets: tuple[str, ...] = ()
 
 
 async def observe(
@@ -112,16 +113,20 @@ async def reconcile(
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     now = datetime.now(UTC)
+    caps = await discovery.capabilities(namespace) if discovery else NONE
     try:
         svc = parse(body)
+        # Rendering checks what the schema cannot (cache paths, pod-template overlays).
+        image, secrets = settings.image, settings.pull_secrets
+        children = render(svc, image=image, caps=caps, pull_secrets=secrets)
+        surge = group(svc, svc.spec.replicas, image=image, caps=caps, pull_secrets=secrets)
     except InvalidSpecError as error:
         return await _invalid(kube, body, error.problems, now)
-    caps = await discovery.capabilities(namespace) if discovery else NONE
     live, pods = await observe(kube, svc, caps)
     todo = plan(
         svc,
-        render(svc, image=settings.image, caps=caps),
-        surge_group=group(svc, svc.spec.replicas, image=settings.image, caps=caps),
+        children,
+        surge_group=surge,
         surge_extras=surge_extras(svc, caps=caps),
         live=live,
         pods=pods,

@@ -139,6 +139,10 @@ class Runtime:
             finally:
                 self.metrics.duration.observe(time.perf_counter() - started)
         self._record(todo)
+        if todo is None:
+            self.metrics.forget(namespace, name)
+        elif todo.status is not None:
+            self.metrics.observe(namespace, name, todo.status)
         return todo
 
     def _record(self, todo: Plan | None) -> None:

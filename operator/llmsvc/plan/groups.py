@@ -17,6 +17,7 @@ but a world that lost a member is broken even while its replacement is still pen
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from llmsvc.plan.pods import PodFacts
@@ -54,6 +55,12 @@ class GroupView:
     def pull_error(self) -> str:
         """The last error of a rank's weight puller, or ''."""
         return next((p.pull_error for p in self.live if p.pull_error), "")
+
+    @property
+    def unschedulable_since(self) -> datetime | None:
+        """When the longest-refused rank was first refused by the scheduler, or None."""
+        times = [p.unschedulable_since for p in self.live if p.unschedulable_since]
+        return min(times) if times else None
 
     @property
     def outdated(self) -> bool:

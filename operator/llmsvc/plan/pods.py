@@ -48,6 +48,8 @@ class PodFacts:
     revision: str
     pull_error: str = ""
     node: str = ""  # spec.nodeName once bound
+    # Since when the scheduler has refused it (PodScheduled=False/Unschedulable), else None.
+    unschedulable_since: datetime | None = None
 
 
 def _condition(pod: Obj, kind: str) -> Obj:
@@ -103,6 +105,8 @@ def pod_facts(pod: Obj, groups: Mapping[str, int]) -> PodFacts | None:
     labels = meta.get("labels") or {}
     status = pod.get("status") or {}
     scheduled = _condition(pod, "PodScheduled")
+    unschedulable = scheduled.get("reason") == "Unschedulable"
+    created = parse_time(meta.get("creationTimestamp")) or datetime.now(UTC)
     containers = status.get("containerStatuses") or []
     return PodFacts(
         name=str(meta.get("name", "")),
@@ -112,11 +116,12 @@ def pod_facts(pod: Obj, groups: Mapping[str, int]) -> PodFacts | None:
         phase=str(status.get("phase", "Pending")),
         ready=_condition(pod, "Ready").get("status") == "True",
         scheduled=scheduled.get("status") == "True",
-        unschedulable_message=str(scheduled.get("message", ""))
-        if scheduled.get("reason") == "Unschedulable"
-        else "",
+        unschedulable_message=str(scheduled.get("message", "")) if unschedulable else "",
         restarts=sum(int(c.get("restartCount", 0)) for c in containers),
         revision=str(labels.get(REVISION_LABEL, "")),
         pull_error=_pull_error(status),
         node=str((pod.get("spec") or {}).get("nodeName") or ""),
+        unschedulable_since=(parse_time(scheduled.get("lastTransitionTime")) or created)
+        if unschedulable
+        else None,
     )

@@ -1,14 +1,17 @@
-"""The status the operator reports: counts, selector, endpoint, groups and three conditions.
+"""The status the operator reports: counts, selector, endpoint, groups and five conditions.
 
 ``Ready`` is what ``kubectl wait --for=condition=Ready`` and GitOps tools read; its reason is the
 STATUS column of ``kubectl get llmservices``. ``Progressing`` says what is changing and
-``Degraded`` what needs a human.
+``Degraded`` what is wrong. ``Reconciling`` and ``Stalled`` carry kstatus' meaning for Flux:
+Reconciling=True while the operator still works towards the spec (InProgress), Stalled=True when
+it cannot get there without a human (Failed). An unschedulable group is Degraded only after
+:data:`UNSCHEDULABLE_GRACE`, since a node autoscaler may still be adding GPU nodes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from llmsvc.api import LLMService
@@ -21,6 +24,22 @@ from llmsvc.render import names
 Obj = dict[str, Any]
 OK = Verdict("Degraded", False, "AsExpected")
 SCALED_TO_ZERO = "scaled to zero while idle: the router holds new requests and wakes the service"
+UNSCHEDULABLE_GRACE = timedelta(minutes=10)
+# Degraded reasons that no amount of waiting fixes: Stalled (kstatus Failed).
+STALLED_REASONS = ("GroupRestartLimitExceeded", "NameConflict", "InvalidSpec")
+
+
+def _unschedulable(
+    decisions: Sequence[GroupDecision], now: datetime, *, past_grace: bool
+) -> tuple[int, str] | None:
+    """(group, scheduler message) of the first group refused (past the grace period or not)."""
+    for d in decisions:
+        view = d.view
+        if view is None or view.unschedulable_since is None or not view.unschedulable:
+            continue
+        if (now - view.unschedulable_since >= UNSCHEDULABLE_GRACE) == past_grace:
+            return d.status.index, view.unschedulable
+    return None
 
 
 def _router_available(svc: LLMService, live: dict[tuple[str, str], Obj]) -> bool:
@@ -30,7 +49,9 @@ def _router_available(svc: LLMService, live: dict[tuple[str, str], Obj]) -> bool
     return int(deployment.get("status", {}).get("availableReplicas") or 0) >= 1
 
 
-def _degraded(decisions: Sequence[GroupDecision], conflicts: Sequence[str]) -> Verdict:
+def _degraded(
+    decisions: Sequence[GroupDecision], conflicts: Sequence[str], now: datetime
+) -> Verdict:
     if conflicts:
         return Verdict(
             "Degraded",
@@ -49,14 +70,13 @@ def _degraded(decisions: Sequence[GroupDecision], conflicts: Sequence[str]) -> V
             f"group(s) {groups} exceeded restart.maxGroupRestarts and are left down; "
             "fix the cause, then change the spec or wait an hour to retry",
         )
-    pending = [
-        (d.status.index, d.view.unschedulable)
-        for d in decisions
-        if d.view is not None and d.view.unschedulable
-    ]
+    pending = _unschedulable(decisions, now, past_grace=True)
     if pending:
-        g, message = pending[0]
-        return Verdict("Degraded", True, "Unschedulable", f"group {g}: {message}")
+        g, message = pending[0], pending[1]
+        minutes = int(UNSCHEDULABLE_GRACE.total_seconds() // 60)
+        return Verdict(
+            "Degraded", True, "Unschedulable", f"group {g} unschedulable for {minutes}m+: {message}"
+        )
     pulls = [(d.status.index, d.view.pull_error) for d in decisions if d.view and d.view.pull_error]
     if pulls:
         g, message = pulls[0]
@@ -80,6 +100,8 @@ def _progressing(
     groups: int,
     router_ok: bool,
     surge: Surge,
+    *,
+    now: datetime,
 ) -> Verdict:
     if surge.rolling:
         return Verdict("Progressing", True, "RollingUpdate", _rolling_message(surge))
@@ -88,6 +110,15 @@ def _progressing(
             "Progressing", True, "Scaling", f"{groups} of {svc.spec.replicas} groups exist"
         )
     starting = [d.status.index for d in decisions if d.status.phase not in ("Ready", "Failed")]
+    waiting = _unschedulable(decisions, now, past_grace=False)
+    if waiting:
+        return Verdict(
+            "Progressing",
+            True,
+            "WaitingForNodes",
+            f"group {waiting[0]} is not schedulable yet (a node autoscaler may add nodes; "
+            f"Degraded after {UNSCHEDULABLE_GRACE}): {waiting[1]}",
+        )
     if starting:
         return Verdict(
             "Progressing",
@@ -116,6 +147,22 @@ def _ready(
     return Verdict("Ready", False, blocker.reason, blocker.message)
 
 
+def kstatus(ready: Verdict, progressing: Verdict, degraded: Verdict) -> list[Verdict]:
+    """Reconciling and Stalled, derived from the other three (kstatus reads only these)."""
+    if degraded.status and degraded.reason in STALLED_REASONS:
+        return [
+            Verdict("Reconciling", False, degraded.reason, degraded.message),
+            Verdict("Stalled", True, degraded.reason, degraded.message),
+        ]
+    if progressing.status or not ready.status:
+        cause = progressing if progressing.status else ready
+        return [
+            Verdict("Reconciling", True, cause.reason, cause.message),
+            Verdict("Stalled", False, "AsExpected"),
+        ]
+    return [Verdict("Reconciling", False, "Reconciled"), Verdict("Stalled", False, "AsExpected")]
+
+
 def build_status(
     svc: LLMService,
     decisions: Sequence[GroupDecision],
@@ -133,9 +180,10 @@ def build_status(
     ready = sum(1 for d in decisions if d.status.phase == "Ready")
     outdated = sum(1 for d in decisions if d.view is not None and d.view.outdated)
     router_ok = _router_available(svc, live)
-    degraded = _degraded(decisions, conflicts)
-    progressing = _progressing(svc, decisions, groups, router_ok, surge)
-    verdicts = [_ready(ready, svc, router_ok, progressing, degraded), progressing, degraded]
+    degraded = _degraded(decisions, conflicts, now)
+    progressing = _progressing(svc, decisions, groups, router_ok, surge, now=now)
+    verdict = _ready(ready, svc, router_ok, progressing, degraded)
+    verdicts = [verdict, progressing, degraded, *kstatus(verdict, progressing, degraded)]
     return _status(
         svc,
         groups=groups,
@@ -201,11 +249,10 @@ def invalid_status(
 ) -> Obj:
     """Status of an object the operator cannot act on: Degraded=InvalidSpec, nothing moves."""
     message = "; ".join(problems)
-    verdicts = [
-        Verdict("Ready", False, "InvalidSpec", message),
-        Verdict("Progressing", False, "InvalidSpec", message),
-        Verdict("Degraded", True, "InvalidSpec", message),
-    ]
+    ready = Verdict("Ready", False, "InvalidSpec", message)
+    progressing = Verdict("Progressing", False, "InvalidSpec", message)
+    degraded = Verdict("Degraded", True, "InvalidSpec", message)
+    verdicts = [ready, progressing, degraded, *kstatus(ready, progressing, degraded)]
     conditions = settle(verdicts, svc_status.conditions, now, generation)
     return svc_status.model_copy(
         update={"observed_generation": generation, "conditions": conditions}

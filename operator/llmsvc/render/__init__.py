@@ -5,16 +5,19 @@ operator (which adds ownerReferences and applies them) and ``llmsvc render`` sha
 Modules: ``names`` (names, labels, selectors), ``engine`` (StatefulSets), ``command`` (the rank
 script and probes), ``volumes`` (cache and puller), ``services``, ``router``, ``autoscaling``,
 ``network`` (NetworkPolicies), ``podgroup`` (gang scheduling, given the discovered
-:class:`Capabilities`) and ``pdb``.
+:class:`Capabilities`), ``pdb``, ``overrides`` and ``overlay`` (the user's pull secrets,
+metadata and pod-template overlays).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from llmsvc import __version__
 from llmsvc.api import LLMService
 from llmsvc.render import autoscaling, engine, network, pdb, podgroup, router, services
+from llmsvc.render.overrides import customize
 from llmsvc.render.podgroup import NONE, Capabilities
 from llmsvc.render.volumes import model_path
 
@@ -28,10 +31,17 @@ def sort_key(manifest: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def render(
-    svc: LLMService, *, image: str = DEFAULT_IMAGE, caps: Capabilities = NONE
+    svc: LLMService,
+    *,
+    image: str = DEFAULT_IMAGE,
+    caps: Capabilities = NONE,
+    pull_secrets: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Every child of ``svc``, sorted by (kind, name); ``image`` runs the puller and the router,
     ``caps`` is what the cluster serves (PodGroups only where it serves them).
+
+    ``pull_secrets`` are the operator's default imagePullSecrets (when the spec sets none). The
+    user's additions (:mod:`llmsvc.render.overrides`) are applied last.
 
     Raises :class:`~llmsvc.api.InvalidSpecError` for a spec the schema accepts but the weight
     puller cannot use (e.g. a revision with characters not allowed in a cache path).
@@ -44,7 +54,7 @@ def render(
         *autoscaling.autoscaler(svc),
         *network.network_policies(svc),
     ]
-    return sorted(children, key=sort_key)
+    return sorted((customize(svc, child, pull_secrets) for child in children), key=sort_key)
 
 
 def _group(
@@ -59,10 +69,16 @@ def _group(
 
 
 def group(
-    svc: LLMService, g: int, *, image: str = DEFAULT_IMAGE, caps: Capabilities = NONE
+    svc: LLMService,
+    g: int,
+    *,
+    image: str = DEFAULT_IMAGE,
+    caps: Capabilities = NONE,
+    pull_secrets: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The StatefulSet of group ``g`` alone (the operator's surge group is ``g = replicas``)."""
-    return engine.statefulset(svc, g, model_path(svc), image, caps)
+    sts = engine.statefulset(svc, g, model_path(svc), image, caps)
+    return customize(svc, sts, pull_secrets)
 
 
 def surge_extras(svc: LLMService, *, caps: Capabilities = NONE) -> list[dict[str, Any]]:

@@ -33,6 +33,10 @@ Manifest = dict[str, Any]
 GPU = "nvidia.com/gpu"
 TERMINATION_GRACE_SECONDS = 60
 STARTUP_PERIOD_SECONDS = 10
+# Requests of a rank when spec.engine.resources sets none: the API server, tokenizer and scheduler
+# of vLLM need a few cores and the weights pass through host memory. No default memory limit.
+LIVENESS_FAILURES = 6
+DEFAULT_REQUESTS = {"cpu": "2", "memory": "8Gi"}
 # Paths inside the container (not temp files on this machine).
 SHM_PATH = "/dev/shm"  # noqa: S108
 RANK_FIELD = f"metadata.labels['{names.POD_INDEX}']"
@@ -85,19 +89,23 @@ def probes(svc: LLMService) -> Manifest:
     """startup/readiness/liveness: HTTP /health on rank 0, immediate success on other ranks.
 
     The startup window (failureThreshold x periodSeconds) covers startup.timeoutSeconds.
+    Readiness takes a rank out of rotation after 15 s of failures; liveness restarts it only
+    after a minute, so a briefly overloaded engine is drained, not killed.
     """
     startup_failures = math.ceil(svc.spec.startup.timeout_seconds / STARTUP_PERIOD_SECONDS)
     return {
         "startupProbe": _exec_probe(STARTUP_PERIOD_SECONDS, startup_failures),
         "readinessProbe": _exec_probe(5, 3),
-        "livenessProbe": _exec_probe(10, 3),
+        "livenessProbe": _exec_probe(10, LIVENESS_FAILURES),
     }
 
 
 def _resources(svc: LLMService) -> Manifest:
+    """The user's requests over the defaults (a scheduler needs some), limits as given, GPUs."""
     res = svc.spec.engine.resources
     gpus = svc.spec.parallelism.gpus_per_node
-    requests = {key: str(value) for key, value in res.requests.items()} | {GPU: gpus}
+    given = {key: str(value) for key, value in res.requests.items()}
+    requests = DEFAULT_REQUESTS | given | {GPU: gpus}
     limits = {key: str(value) for key, value in res.limits.items()} | {GPU: gpus}
     return {"requests": requests, "limits": limits}
 

@@ -28,6 +28,7 @@ Manifest = dict[str, Any]
 MODEL_CACHE = "model-cache"
 MOUNT_PATH = "/models"
 PULLER_UID = 10001
+PULLER_MEMORY_LIMIT = "1Gi"
 SCRATCH = "puller-tmp"
 SCRATCH_PATH = "/tmp"  # noqa: S108  (inside the container: an emptyDir)
 
@@ -117,7 +118,11 @@ def init_container(svc: LLMService, image: str) -> Manifest:
         container["envFrom"] = [{"secretRef": {"name": model.credentials_secret}}]
     return container | {
         # Checksums are computed while downloading: one core keeps up with a fast link.
-        "resources": {"requests": {"cpu": "1", "memory": "512Mi"}},
+        # Memory: 8 parts of 32 MiB in flight plus the interpreter; the page cache is reclaimable.
+        "resources": {
+            "requests": {"cpu": "1", "memory": "512Mi"},
+            "limits": {"memory": PULLER_MEMORY_LIMIT},
+        },
         "volumeMounts": [
             {"name": MODEL_CACHE, "mountPath": MOUNT_PATH, "readOnly": read_only},
             {"name": SCRATCH, "mountPath": SCRATCH_PATH},

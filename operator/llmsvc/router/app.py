@@ -17,7 +17,12 @@ import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    ProcessCollector,
+    generate_latest,
+)
 
 from llmsvc.router import health, paths
 from llmsvc.router.admission import Admission
@@ -37,6 +42,8 @@ from llmsvc.router.server import GUARD
 
 log = logging.getLogger("llmsvc.router")
 PROXY = web.AppKey("proxy", Proxy)
+# Probes and scrapes are not client requests: they are left out of the request metrics.
+NOT_REQUESTS = frozenset({"/health", "/ready", "/metrics"})
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 KEYS = web.AppKey("keys", KeyRing)
 BUDGET = web.AppKey("budget", BodyBudget)
@@ -47,7 +54,9 @@ def create_app(
     config: RouterConfig, discovery: Discovery, registry: CollectorRegistry | None = None
 ) -> web.Application:
     """Build the router application; ``registry`` receives its metrics."""
-    registry = registry if registry is not None else CollectorRegistry()
+    if registry is None:
+        registry = CollectorRegistry()
+        ProcessCollector(registry=registry)  # process_* (CPU, memory, open fds) of this router
     pool = Pool(config)
     policy = make_policy(config.policy, config.balance_factor, config.balance_slack)
     admission = Admission(pool, policy)
@@ -151,8 +160,9 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
             "internal error on %s %s (%s)", request.method, _route(request), type(exc).__name__
         )
         response = _error_response(RequestError(500, "the router failed; see its log"))
-    metrics.requests.labels(str(response.status)).inc()
-    metrics.duration.observe(time.monotonic() - request[STARTED])
+    if request.path not in NOT_REQUESTS:
+        metrics.requests.labels(str(response.status)).inc()
+        metrics.duration.observe(time.monotonic() - request[STARTED])
     return response
 
 
