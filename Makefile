@@ -24,12 +24,20 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv with the package and its dev tools
 
 .PHONY: test
-test: venv lint cluster-bins ## everything CI runs: lint, unit tests, e2e on the local control plane
+test: venv lint cluster-bins vllm-env ## everything CI runs: lint, unit tests, real vLLM, e2e on the local control plane
 	$(BIN)/pytest tests e2e
 
 .PHONY: unit
-unit: venv ## unit tests only (no cluster, seconds)
-	$(BIN)/pytest tests
+unit: venv ## unit tests only (no cluster, no real vLLM, seconds)
+	$(BIN)/pytest tests -m "not vllm"
+
+.PHONY: vllm-env
+vllm-env: ## real vLLM (CPU build) in its own venv under ~/.cache/llmsvc (idempotent; ~6 min cold)
+	scripts/vllm-env.sh >/dev/null
+
+.PHONY: test-vllm
+test-vllm: venv vllm-env ## only the tests against real vLLM (marker vllm; ~10 min on 2 cores)
+	$(BIN)/pytest tests -m vllm
 
 .PHONY: e2e
 e2e: venv cluster-bins ## e2e tests on the local control plane (builds it when missing)
