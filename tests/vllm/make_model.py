@@ -55,7 +55,7 @@ def model(out: Path, vocab: int) -> None:
         num_attention_heads=2,
         num_key_value_heads=2,
         head_dim=32,
-        max_position_embeddings=512,
+        max_position_embeddings=2048,
         bos_token_id=1,
         eos_token_id=2,
         tie_word_embeddings=False,

@@ -75,7 +75,9 @@ def serve_argvs(tmp: Path) -> dict[str, list[str]]:
     argvs: dict[str, list[str]] = {}
     for svc in services():
         sts = statefulsets(svc)[0]
-        for rank in range(sts["spec"]["replicas"]):
+        # Ray workers only join the Ray cluster (and wait for the head): no `vllm serve` there.
+        ranks = [0] if svc.spec.parallelism.backend == "ray" else range(sts["spec"]["replicas"])
+        for rank in ranks:
             for call in rank_calls(sts, rank, tmp):
                 if call[0] == "vllm":
                     argvs[f"{svc.name}/rank-{rank}"] = call[1:]

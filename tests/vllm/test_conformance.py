@@ -40,7 +40,9 @@ def check(python: Path, argvs: dict[str, list[str]]) -> dict[str, str]:
 
 
 def test_the_default_engine_image_is_the_tested_vllm(vllm_python: Path) -> None:
-    version = engine.run_in_vllm(vllm_python, ["-c", "import vllm; print(vllm.__version__)"])
+    version = engine.run_in_vllm(
+        vllm_python, ["-c", "import json, vllm; print(json.dumps(vllm.__version__))"]
+    )
     assert f"vllm/vllm-openai:v{engine.pinned_version()}" == DEFAULT_ENGINE_IMAGE
     assert str(version) == engine.pinned_version()
 
@@ -92,3 +94,51 @@ def test_simulator_flags_are_a_faithful_subset(vllm_python: Path) -> None:
     for flag in SIM_ONLY_FLAGS:
         assert "unrecognized arguments" in results[flag], f"{flag} is a vLLM flag now"
     assert set(flags) >= SIM_ONLY_FLAGS
+
+
+# Value to try for a fake-vllm flag that has neither choices nor a default.
+SAMPLE_VALUES = {
+    "--served-model-name": "m",
+    "--max-model-len": "1024",
+    "--distributed-executor-backend": "mp",
+    "--max-num-batched-tokens": "2048",
+    "--kv-cache-dtype": "auto",
+    "--quantization": "fp8",
+    "--tokenizer": "/m",
+    "--revision": "main",
+    "--load-format": "auto",
+    "--swap-space": "4",
+    "--api-key": "k",
+    "--chat-template": "{{ messages }}",  # an inline template (a path must exist)
+    "--generation-config": "auto",
+}
+
+
+def fake_vllm_argvs(flags: dict[str, dict[str, object]]) -> dict[str, list[str]]:
+    """One ``vllm serve`` argv per accepted flag and value of the test images' fake vllm."""
+    argvs: dict[str, list[str]] = {}
+    for flag, spec in flags.items():
+        action = spec.get("action")
+        if action == "store_true":
+            argvs[flag] = ["serve", "/m", flag]
+        elif action is argparse.BooleanOptionalAction:
+            argvs[flag] = ["serve", "/m", flag]
+            argvs[f"--no-{flag[2:]}"] = ["serve", "/m", f"--no-{flag[2:]}"]
+        elif "choices" in spec:
+            for choice in spec["choices"]:  # type: ignore[attr-defined]
+                argvs[f"{flag} {choice}"] = ["serve", "/m", flag, str(choice)]
+        else:
+            value = SAMPLE_VALUES.get(flag, str(spec.get("default", "1")))
+            argvs[flag] = ["serve", "/m", flag, value]
+    return argvs
+
+
+def test_the_fake_vllm_of_test_images_accepts_only_what_vllm_accepts(vllm_python: Path) -> None:
+    """The realnode test images' ``vllm`` (llmsvc.sim.vllm_cli.SERVE_FLAGS): each flag and
+    value it accepts is accepted by real vLLM too."""
+    vllm_cli = pytest.importorskip(
+        "llmsvc.sim.vllm_cli", reason="the fake vllm of the real-node test images is not merged"
+    )
+    argvs = fake_vllm_argvs(vllm_cli.SERVE_FLAGS)
+    results = check(vllm_python, argvs)
+    assert {k: v for k, v in results.items() if v != "ok"} == {}
