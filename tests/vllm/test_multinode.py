@@ -9,7 +9,6 @@ set; docs/benchmarks.md records them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -21,6 +20,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from llmsvc.probe.rank_check import metric_sums
 from tests.vllm import engine
 from tests.vllm.engine import Manifest, Rank
 
@@ -106,34 +106,68 @@ def record(case: str, seconds: float, why: str) -> None:
             f.write(json.dumps({"case": case, "seconds": round(seconds, 1), "why": why}) + "\n")
 
 
-def hanging_request(leader: Rank) -> threading.Thread:
-    """A request that the broken group will never answer (it holds the engine busy)."""
+def long_generation(leader: Rank) -> threading.Thread:
+    """A streaming request that keeps the engine busy for a while (the group may die under it)."""
 
     def send() -> None:
         client = openai.OpenAI(base_url=f"{leader.url}/v1", api_key="x", max_retries=0)
-        with contextlib.suppress(openai.OpenAIError):
-            client.completions.create(
-                model=engine.MODEL_NAME, prompt="hi", max_tokens=4, timeout=120
+        try:
+            stream = client.completions.create(
+                model=engine.MODEL_NAME,
+                prompt="count",
+                max_tokens=engine.MAX_MODEL_LEN - 64,
+                stream=True,
+                extra_body={"ignore_eos": True},
+                timeout=120,
             )
+            for _chunk in stream:
+                pass
+        except openai.OpenAIError:
+            pass
 
     thread = threading.Thread(target=send, daemon=True)
     thread.start()
     return thread
 
 
-def test_dead_worker_is_caught_by_the_leaders_liveness(
+def running(leader: Rank) -> float:
+    text = engine.get(f"{leader.url}/metrics")[1]
+    return metric_sums(text, ("vllm:num_requests_running",))["vllm:num_requests_running"]
+
+
+def test_worker_killed_mid_generation_is_caught_by_the_leaders_liveness(
     group: list[Rank], container: Manifest, tmp_path: Path
 ) -> None:
     leader, worker = group
+    state = tmp_path / "busy.json"
+    long_generation(leader)
+    deadline = time.monotonic() + 30
+    while running(leader) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert running(leader) >= 1
+    assert engine.run_probe(container, "liveness", leader, state)[0] == 0  # busy and progressing
     worker.kill()
-    idle, why_idle = detection_seconds(container, leader, tmp_path / "idle.json")
-    record("worker killed, leader idle", idle, why_idle)
+    seconds, why = detection_seconds(container, leader, state)
+    record("worker killed mid-generation (leader busy)", seconds, why)
     assert engine.get(f"{leader.url}/health")[0] == 200, "vLLM's own /health still says fine"
-    hanging_request(leader)  # from here on the leader has work it cannot do
-    busy, why_busy = detection_seconds(container, leader, tmp_path / "busy.json")
-    record("worker killed, leader busy", busy, why_busy)
-    assert idle < DETECTION_GOAL_SECONDS, why_idle
-    assert busy < DETECTION_GOAL_SECONDS, why_busy
+    assert "no progress" in why
+    assert seconds < DETECTION_GOAL_SECONDS, why
+
+
+def test_worker_killed_while_idle_is_caught_by_the_leaders_canary(
+    container: Manifest, tiny_model: Path, vllm_python: Path, engine_logs: Path, tmp_path: Path
+) -> None:
+    leader, worker = start_group(container, tiny_model, vllm_python, engine_logs)
+    try:
+        assert engine.run_probe(container, "liveness", leader, tmp_path / "idle.json")[0] == 0
+        worker.kill()
+        seconds, why = detection_seconds(container, leader, tmp_path / "idle.json")
+        record("worker killed, leader idle", seconds, why)
+        assert engine.get(f"{leader.url}/health")[0] == 200, "vLLM's own /health still says fine"
+        assert "canary" in why
+        assert seconds < DETECTION_GOAL_SECONDS, why
+    finally:
+        leader.kill()
 
 
 def test_dead_leader_is_caught_by_the_workers_liveness(
