@@ -140,6 +140,10 @@ class Rank:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to every process of the rank (SIGSTOP: a hung rank; SIGCONT: resumed)."""
+        os.killpg(self.proc.pid, sig)
+
     def kill(self) -> None:
         """SIGKILL the rank's whole process group: every process of its 'container' dies."""
         if self.alive():
