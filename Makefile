@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv with the package and its dev tools
 
 .PHONY: test
-test: venv lint lowest-deps gitops-test cluster-bins ## everything CI runs: lint, lowest deps, GitOps health, unit tests, e2e
+test: venv lint lowest-deps gitops-test cluster-bins vllm-env ## everything CI runs: lint, lowest deps, GitOps health, unit tests, real vLLM, e2e
 	$(BIN)/pytest tests e2e
 
 .PHONY: gitops-test
@@ -36,8 +36,16 @@ lowest-deps: ## runtime deps at their pyproject floors: imports, --help, unit te
 	$(PYTHON) scripts/lowest_deps.py
 
 .PHONY: unit
-unit: venv ## unit tests only (no cluster, seconds)
-	$(BIN)/pytest tests
+unit: venv ## unit tests only (no cluster, no real vLLM, seconds)
+	$(BIN)/pytest tests -m "not vllm"
+
+.PHONY: vllm-env
+vllm-env: ## real vLLM (CPU build) in its own venv under ~/.cache/llmsvc (idempotent; ~6 min cold)
+	scripts/vllm-env.sh >/dev/null
+
+.PHONY: test-vllm
+test-vllm: venv vllm-env ## only the tests against real vLLM (marker vllm; ~10 min on 2 cores)
+	$(BIN)/pytest tests -m vllm
 
 .PHONY: e2e
 e2e: venv cluster-bins ## e2e tests on the local control plane (builds it when missing)

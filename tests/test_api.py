@@ -30,7 +30,7 @@ def test_base_manifest_parses_with_defaults() -> None:
     assert isinstance(svc, LLMService)
     assert (svc.name, svc.namespace, svc.served_name) == ("invalid-case", "default", "qwen")
     assert spec.replicas == 1
-    assert spec.engine.image == "vllm/vllm-openai:v0.12.0"
+    assert spec.engine.image == "vllm/vllm-openai:v0.32.0"
     assert spec.engine.gpu_memory_utilization == 0.9
     assert (spec.parallelism.backend, spec.parallelism.nodes) == ("native", 1)
     assert (spec.router.enabled, spec.router.replicas, spec.router.policy) == (

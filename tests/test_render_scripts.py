@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmsvc.probe import source
 from llmsvc.render import render
 from tests.invalid_cases import merge, setter
 from tests.render_helpers import Manifest, engine_of, env_of, kinds, load, svc_with
@@ -43,6 +43,7 @@ def test_env_on_every_rank() -> None:
         "VLLM_ENGINE_READY_TIMEOUT_S": "3600",
         "HF_HUB_OFFLINE": "1",
         "VLLM_HOST_IP": {"fieldRef": {"fieldPath": "status.podIP"}},
+        "LLMSVC_RANK_CHECK": source(),
     }
 
 
@@ -94,6 +95,7 @@ COMMON = [
     "--gpu-memory-utilization", "0.9", "--served-model-name", "llama-3.1-405b-instruct",
     "--port", "8000",
 ]  # fmt: skip
+USER_ARGS = ["--kv-cache-dtype", "fp8"]
 
 
 def test_native_command_per_rank(stubs: Path) -> None:
@@ -103,12 +105,12 @@ def test_native_command_per_rank(stubs: Path) -> None:
     leader = run_rank(sts, 0, stubs)
     assert leader == [
         ["vllm", "serve", MODEL_DIR, *COMMON, *multi[:2], "--node-rank", "0", *multi[2:],
-         "--enable-prefix-caching"]
+         *USER_ARGS]
     ]  # fmt: skip
     worker = run_rank(sts, 1, stubs)
     assert worker == [
         ["vllm", "serve", MODEL_DIR, *COMMON, *multi[:2], "--node-rank", "1", *multi[2:],
-         "--headless", "--enable-prefix-caching"]
+         "--headless", *USER_ARGS]
     ]  # fmt: skip
 
 
@@ -167,21 +169,26 @@ def test_startup_window_covers_the_timeout(timeout: int) -> None:
     assert env_of(sts[0])["VLLM_ENGINE_READY_TIMEOUT_S"] == str(timeout)
 
 
-def test_probes_are_exec_and_only_rank_zero_does_http() -> None:
+def test_probes_run_the_rank_check_shipped_in_the_env() -> None:
+    """The engine image lacks our package: each probe runs the check's source from the env."""
     container = engine_of(kinds(render(load("03-two-nodes.yaml")), "StatefulSet")[0])
-    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
-        probe = container[kind]
+    for kind, check in (("startup", "startup"), ("readiness", "ready"), ("liveness", "live")):
+        probe = container[f"{kind}Probe"]
         assert set(probe) & {"httpGet", "tcpSocket", "grpc"} == set()
         command = probe["exec"]["command"]
         assert command[:2] == ["/bin/sh", "-c"]
-        assert "http://127.0.0.1:8000/health" in command[2]
-        env = {"NODE_RANK": "1", "PATH": "/nonexistent"}
-        result = subprocess.run(command, env=env, check=False)
-        assert result.returncode == 0, "workers pass without running anything"
+        assert command[2].startswith(f'exec python3 -c "$LLMSVC_RANK_CHECK" {check} --port 8000')
     assert container["readinessProbe"]["periodSeconds"] == 5
-    assert (
-        container["livenessProbe"]["failureThreshold"] == 6
-    )  # 60 s of failures before a restart; readiness reacts in 15 s
+    live = container["livenessProbe"]
+    assert live["timeoutSeconds"] > 8  # the idle canary may take --canary-seconds 8
+    assert "--stall-seconds 15 --canary-seconds 8" in live["exec"]["command"][2]
+
+
+def test_a_ready_worker_runs_nothing() -> None:
+    container = engine_of(kinds(render(load("03-two-nodes.yaml")), "StatefulSet")[0])
+    env = {"NODE_RANK": "1", "PATH": "/usr/bin:/bin", "LLMSVC_RANK_CHECK": source()}
+    result = subprocess.run(container["readinessProbe"]["exec"]["command"], env=env, check=False)
+    assert result.returncode == 0
 
 
 class _Health(BaseHTTPRequestHandler):
@@ -209,8 +216,8 @@ def test_rank_zero_probe_follows_health(health_server: HTTPServer) -> None:
     container = engine_of(kinds(render(load("01-single-gpu.yaml")), "StatefulSet")[0])
     port = health_server.server_address[1]
     script = container["readinessProbe"]["exec"]["command"][2]
-    command = ["/bin/sh", "-c", script.replace("127.0.0.1:8000", f"127.0.0.1:{port}")]
-    env = {"NODE_RANK": "0", "PATH": os.environ["PATH"]}
+    command = ["/bin/sh", "-c", script.replace("--port 8000", f"--port {port}")]
+    env = {"NODE_RANK": "0", "PATH": "/usr/bin:/bin", "LLMSVC_RANK_CHECK": source()}
     _Health.status = 200
     assert subprocess.run(command, env=env, capture_output=True, check=False).returncode == 0
     _Health.status = 503

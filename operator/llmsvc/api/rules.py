@@ -81,6 +81,7 @@ RESERVED_ENV = (
     "VLLM_ENGINE_READY_TIMEOUT_S",
     "HF_HUB_OFFLINE",
     "VLLM_HOST_IP",
+    "LLMSVC_RANK_CHECK",
 )
 # A C identifier: what /bin/sh (the engine's entry point) and vLLM can read back.
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -90,7 +91,8 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # to the engine as separate argv words (never into the shell script), so the floor of 128 KiB is
 # the budget that holds whatever the node's stack limit: args 64 KiB + env 32 KiB (bytes as the
 # kernel counts them, with their NUL and '=') leave 32 KiB for the rank script (< 8 KiB, tested),
-# the operator's env (< 1 KiB) and the image's own environment.
+# the operator's env (< 1 KiB, plus the rank check's source in LLMSVC_RANK_CHECK, ~10 KiB) and
+# the image's own environment.
 ARGS_BYTES_MAX = 64 * 1024
 ENV_BYTES_MAX = 32 * 1024
 MAX_ARGS = 64

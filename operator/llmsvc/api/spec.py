@@ -30,7 +30,8 @@ from llmsvc.api.rules import (
     Rule,
 )
 
-DEFAULT_ENGINE_IMAGE = "vllm/vllm-openai:v0.12.0"
+# The vLLM release whose CPU build tests/vllm runs (scripts/vllm-env.sh pins the same version).
+DEFAULT_ENGINE_IMAGE = "vllm/vllm-openai:v0.32.0"
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -141,7 +142,8 @@ class EngineSpec(Model):
         default=DEFAULT_ENGINE_IMAGE,
         min_length=1,
         max_length=512,
-        description="vLLM image; v0.12.0 or later for native multi-node.",
+        description="vLLM image: v0.12.0 or later (native multi-node); older than the default, "
+        "startup.timeoutSeconds may not reach vLLM (docs/engine-versions.md).",
     )
     max_model_len: int = Field(
         ge=16,
@@ -155,7 +157,7 @@ class EngineSpec(Model):
     args: list[Annotated[str, Field(max_length=MAX_ARG_LENGTH)]] = Field(
         default_factory=list,
         max_length=MAX_ARGS,
-        description="Extra `vllm serve` flags, e.g. [--enable-prefix-caching], passed as "
+        description="Extra `vllm serve` flags, e.g. [--kv-cache-dtype, fp8], passed as "
         "separate words (no shell); at most 64 KiB in total. Flags the operator sets "
         "(parallelism, --max-model-len, --served-model-name, --port, multi-node) are rejected "
         "in any spelling.",

@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from llmsvc.api import LLMService
 from llmsvc.render.names import HTTP_PORT, RAY_PORT
 
-HEALTH_URL = f"http://127.0.0.1:{HTTP_PORT}/health"
-HEALTH_TIMEOUT_SECONDS = 4
+RANK_CHECK_ENV = "LLMSVC_RANK_CHECK"
 
 _IS_LEADER = '[ "$NODE_RANK" = "0" ]'
 INDENT = "  "
@@ -106,14 +105,17 @@ def engine_command(svc: LLMService, model_path: str) -> list[str]:
     return ["/bin/sh", "-c", native_script(svc, model_path), SCRIPT_NAME]
 
 
-def health_probe_command() -> list[str]:
-    """Exec probe: rank 0 checks ``/health`` (python3 urllib is in every vLLM image); others pass.
+def rank_check_command(kind: str, **options: float) -> list[str]:
+    """Exec probe running the rank check (:mod:`llmsvc.probe.rank_check`) for ``kind``.
 
-    Workers serve no HTTP, and one pod template serves every rank, so the probe branches on the
-    rank instead of doing HTTP everywhere.
+    The engine image has python3 but not this package: the check's source travels in the env
+    variable ``RANK_CHECK_ENV`` (one copy per pod template), and the probe runs it with
+    ``python3 -c``. The check branches on ``$NODE_RANK`` itself: the leader checks HTTP and
+    progress, workers their connection to the leader's rendezvous.
     """
-    check = (
-        f"python3 -c 'import urllib.request; "
-        f'urllib.request.urlopen("{HEALTH_URL}", timeout={HEALTH_TIMEOUT_SECONDS})\''
-    )
-    return ["/bin/sh", "-c", f'[ "$NODE_RANK" != "0" ] || {check}']
+    flags = "".join(f" --{name.replace('_', '-')} {value:g}" for name, value in options.items())
+    return [
+        "/bin/sh",
+        "-c",
+        f'exec python3 -c "${RANK_CHECK_ENV}" {kind} --port {HTTP_PORT}{flags}',
+    ]

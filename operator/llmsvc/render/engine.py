@@ -16,9 +16,10 @@ import copy
 import math
 from typing import Any
 
+from llmsvc import probe
 from llmsvc.api import LLMService
 from llmsvc.render import names, podgroup
-from llmsvc.render.command import engine_command, health_probe_command
+from llmsvc.render.command import RANK_CHECK_ENV, engine_command, rank_check_command
 from llmsvc.render.podgroup import NONE, Capabilities
 from llmsvc.render.volumes import (
     MODEL_CACHE,
@@ -35,8 +36,14 @@ TERMINATION_GRACE_SECONDS = 60
 STARTUP_PERIOD_SECONDS = 10
 # Requests of a rank when spec.engine.resources sets none: the API server, tokenizer and scheduler
 # of vLLM need a few cores and the weights pass through host memory. No default memory limit.
-LIVENESS_FAILURES = 6
 DEFAULT_REQUESTS = {"cpu": "2", "memory": "8Gi"}
+# Liveness: a broken world is caught within about PERIOD x FAILURES + the check's own wait
+# (a stalled busy engine: STALL; an idle one: the CANARY request's timeout). Measured with real
+# vLLM in tests/vllm/test_rank_death.py; see docs/benchmarks.md.
+LIVENESS_PERIOD_SECONDS = 5
+LIVENESS_FAILURES = 2
+LIVENESS_STALL_SECONDS = 15
+LIVENESS_CANARY_SECONDS = 8
 # Paths inside the container (not temp files on this machine).
 SHM_PATH = "/dev/shm"  # noqa: S108
 RANK_FIELD = f"metadata.labels['{names.POD_INDEX}']"
@@ -72,31 +79,40 @@ def rank_env(svc: LLMService, g: int) -> list[Manifest]:
         _value_env("VLLM_ENGINE_READY_TIMEOUT_S", svc.spec.startup.timeout_seconds),
         _value_env("HF_HUB_OFFLINE", 1),
         _field_env("VLLM_HOST_IP", "status.podIP"),
+        _value_env(RANK_CHECK_ENV, probe.source()),
     ]
     return env + [var.wire() for var in svc.spec.engine.env]
 
 
-def _exec_probe(period: int, failures: int) -> Manifest:
+def _exec_probe(command: list[str], period: int, failures: int, timeout: int = 5) -> Manifest:
     return {
-        "exec": {"command": health_probe_command()},
-        "timeoutSeconds": 5,
+        "exec": {"command": command},
+        "timeoutSeconds": timeout,
         "periodSeconds": period,
         "failureThreshold": failures,
     }
 
 
 def probes(svc: LLMService) -> Manifest:
-    """startup/readiness/liveness: HTTP /health on rank 0, immediate success on other ranks.
+    """startup/readiness/liveness, all run by the rank check (:mod:`llmsvc.probe.rank_check`).
 
-    The startup window (failureThreshold x periodSeconds) covers startup.timeoutSeconds.
-    Readiness takes a rank out of rotation after 15 s of failures; liveness restarts it only
-    after a minute, so a briefly overloaded engine is drained, not killed.
+    Leader: startup and readiness on ``/health``; liveness adds engine progress (or an idle
+    canary). Workers: startup once joined to the leader's rendezvous, always ready, live while
+    still joined. The startup window (failureThreshold x periodSeconds) covers
+    startup.timeoutSeconds.
     """
     startup_failures = math.ceil(svc.spec.startup.timeout_seconds / STARTUP_PERIOD_SECONDS)
+    live = rank_check_command(
+        "live", stall_seconds=LIVENESS_STALL_SECONDS, canary_seconds=LIVENESS_CANARY_SECONDS
+    )
     return {
-        "startupProbe": _exec_probe(STARTUP_PERIOD_SECONDS, startup_failures),
-        "readinessProbe": _exec_probe(5, 3),
-        "livenessProbe": _exec_probe(10, LIVENESS_FAILURES),
+        "startupProbe": _exec_probe(
+            rank_check_command("startup"), STARTUP_PERIOD_SECONDS, startup_failures
+        ),
+        "readinessProbe": _exec_probe(rank_check_command("ready"), 5, 3),
+        "livenessProbe": _exec_probe(
+            live, LIVENESS_PERIOD_SECONDS, LIVENESS_FAILURES, LIVENESS_CANARY_SECONDS + 10
+        ),
     }
 
 

@@ -1,0 +1,1 @@
+"""Tests of the probes that run inside the engine container."""

@@ -1,0 +1,1 @@
+"""Tests against real vLLM (its CPU build, in its own venv): marker ``vllm``."""
