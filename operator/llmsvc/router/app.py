@@ -20,6 +20,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from llmsvc.router import health, paths
+from llmsvc.router.load import Scraper
 from llmsvc.router.admission import Admission
 from llmsvc.router.budget import BodyBudget
 from llmsvc.router.config import RouterConfig
@@ -87,6 +88,8 @@ def _background(
             asyncio.create_task(health.run_checks(proxy.session, proxy.pool)),
             asyncio.create_task(app[KEYS].watch(proxy.config.key_reload_seconds)),
         ]
+        if proxy.config.load_interval > 0:
+            tasks.append(asyncio.create_task(Scraper(proxy.pool).run(proxy.session)))
         try:
             yield
         finally:
