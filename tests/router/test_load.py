@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -78,7 +79,8 @@ def test_prefix_aware_bound_counts_the_engines_load() -> None:
     other = "http://b" if first.url == "http://a" else "http://a"
     hot = [Endpoint(first.url, 0, True, engine_load=8), Endpoint(other, 0, True, engine_load=0)]
     chosen = policy.pick(Snapshot.of(hot), prompt)
-    assert chosen is not None and chosen.url == other  # affinity lost at min load + slack
+    assert chosen is not None
+    assert chosen.url == other  # affinity lost at min load + slack
 
 
 Mode = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -101,7 +103,7 @@ async def gzipped(request: web.Request) -> web.StreamResponse:
 
 
 async def huge_line(request: web.Request) -> web.StreamResponse:
-    return web.Response(body=b"vllm:num_requests_running{a=\"" + b"x" * 200_000)
+    return web.Response(body=b'vllm:num_requests_running{a="' + b"x" * 200_000)
 
 
 async def garbage(request: web.Request) -> web.StreamResponse:
@@ -144,6 +146,7 @@ REASONS = {
 }
 
 
+@contextlib.asynccontextmanager
 async def hostile_backend(mode: Mode) -> AsyncIterator[str]:
     """A backend whose /health and completions work and whose /metrics is hostile."""
 
@@ -170,9 +173,7 @@ async def test_hostile_metrics_warn_once_and_fall_back(
     name: str, router_factory: RouterFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, "llmsvc.router.load")
-    backends = hostile_backend(MODES[name])
-    url = await anext(backends)
-    try:
+    async with hostile_backend(MODES[name]) as url:
         router = await router_factory(
             [url], load_interval=0.05, load_timeout=0.3, max_metrics_bytes=1024 * 1024
         )
@@ -182,13 +183,12 @@ async def test_hostile_metrics_warn_once_and_fall_back(
             async with session.post(f"{router.url}/v1/completions", json=body) as response:
                 assert response.status == 200
             text = await router_metrics(session, router.url)
-    finally:
-        await backends.aclose()
     assert f'llmsvc_router_backend_load_scraped{{backend="{url}"}} 0.0' in text
     records = [r for r in caplog.records if r.name == "llmsvc.router.load"]
     warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
-    assert url in warnings[0] and REASONS[name] in warnings[0], warnings
+    assert url in warnings[0], warnings
+    assert REASONS[name] in warnings[0], warnings
     assert len(records) >= 2  # later failures were seen, at debug level
     assert "canary" not in caplog.text
 

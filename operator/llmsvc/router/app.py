@@ -20,7 +20,6 @@ from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from llmsvc.router import health, paths
-from llmsvc.router.load import Scraper
 from llmsvc.router.admission import Admission
 from llmsvc.router.budget import BodyBudget
 from llmsvc.router.config import RouterConfig
@@ -29,6 +28,7 @@ from llmsvc.router.discovery import Discovery
 from llmsvc.router.errors import RequestError, error_bytes
 from llmsvc.router.jsonscan import JsonLimits
 from llmsvc.router.keys import KeyRing
+from llmsvc.router.load import Scraper
 from llmsvc.router.metrics import RouterMetrics, StateCollector
 from llmsvc.router.policies import RequestInfo, make_policy
 from llmsvc.router.pool import Pool

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-
 KV_STEP = 0.05  # KV-cache usages this close count as equal (ties then rotate)
 
 

@@ -3,7 +3,8 @@
 The policy remembers, per backend, the chained hashes of the prompt blocks it routed there
 (a bounded LRU, an approximation of that backend's prefix cache). A request goes to the
 backend holding its longest leading run of blocks, but only among backends whose load (the
-engine's scraped requests when fresh, else this router's in flight) is within the bound ``max(ceil(balance_factor * mean load), min load + balance_slack)``. A shared
+engine's scraped requests when fresh, else this router's in flight) is within the bound
+``max(ceil(balance_factor * mean load), min load + balance_slack)``. A shared
 system prompt matches everywhere, so it cannot pull all traffic to one backend: ties on the
 match go to the least loaded backend, then to a rendezvous hash of the first block so that
 concurrent first requests for a new prefix agree.
