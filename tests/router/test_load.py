@@ -208,3 +208,30 @@ async def test_simulator_load_reaches_the_snapshot(
         assert f'llmsvc_router_backend_load{{backend="{sim.url}"}} 1.0' in text
         assert f'llmsvc_router_backend_load_scraped{{backend="{sim.url}"}} 1.0' in text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_backend_that_recovers_is_read_again(
+    router_factory: RouterFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "llmsvc.router.load")
+    broken = True
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        if broken:
+            return web.Response(status=503)
+        return web.Response(body=b"vllm:num_requests_running 3\nvllm:num_requests_waiting 1\n")
+
+    async with hostile_backend(flaky) as url:
+        router = await router_factory([url], load_interval=0.05)
+        async with aiohttp.ClientSession() as session:
+            await asyncio.sleep(0.4)
+            assert f'load_scraped{{backend="{url}"}} 0.0' in await router_metrics(
+                session, router.url
+            )
+            broken = False
+            await asyncio.sleep(0.4)
+            text = await router_metrics(session, router.url)
+    assert f'llmsvc_router_backend_load{{backend="{url}"}} 4.0' in text
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in messages] == [logging.WARNING, logging.INFO], messages
+    assert "again" in messages[1][1]
