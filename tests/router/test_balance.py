@@ -21,7 +21,7 @@ from llmsvc.router.promtext import LoadParser
 from tests.router.helpers import Process, spawn
 
 SCRAPE = {"on": "0.1", "off": "0"}
-SETTLE = 0.45  # seconds: a few scrapes at 0.1 s
+SETTLE = 0.7  # seconds: several scrapes at 0.1 s, with room for a loaded machine
 
 
 @contextlib.asynccontextmanager
