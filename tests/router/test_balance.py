@@ -16,12 +16,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from llmsvc.router.promtext import LoadParser
 from tests.router.helpers import Process, spawn
 
 SCRAPE = {"on": "0.1", "off": "0"}
-SETTLE = 0.7  # seconds: several scrapes at 0.1 s, with room for a loaded machine
+SETTLE = 0.7  # seconds without scraping: what a few scrapes at 0.1 s would take
 
 
 @contextlib.asynccontextmanager
@@ -52,6 +53,34 @@ async def running(session: aiohttp.ClientSession, sims: list[Process]) -> list[i
     return counts
 
 
+async def router_loads(session: aiohttp.ClientSession, router: Process) -> dict[str, float]:
+    """The router's ``llmsvc_router_backend_load`` per backend URL."""
+    async with session.get(f"{router.url}/metrics") as response:
+        text = await response.text()
+    return {
+        sample.labels["backend"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "llmsvc_router_backend_load"
+        for sample in family.samples
+    }
+
+
+async def settle(session: aiohttp.ClientSession, processes: list[Process], scrape: str) -> None:
+    """Without scraping: wait ``SETTLE``. With it: until both routers see every sim's real
+    load (a loaded machine may delay a scrape; the test checks balance, not timing)."""
+    if scrape == "off":
+        await asyncio.sleep(SETTLE)
+        return
+    sims, routers = processes[:2], processes[2:]
+    for _ in range(200):
+        truth = dict(zip([sim.url for sim in sims], await running(session, sims), strict=True))
+        views = [await router_loads(session, router) for router in routers]
+        if all(view == truth for view in views):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the routers never saw the engines' load {truth}: {views}")
+
+
 async def open_stream(
     session: aiohttp.ClientSession, router: Process, prompt: str, streams: contextlib.AsyncExitStack
 ) -> None:
@@ -75,7 +104,7 @@ async def test_least_request_across_two_routers(tmp_path: Path, scrape: str) -> 
         async with aiohttp.ClientSession() as session, contextlib.AsyncExitStack() as streams:
             for turn in range(8):
                 await open_stream(session, routers[turn % 2], f"request {turn}", streams)
-                await asyncio.sleep(SETTLE)
+                await settle(session, processes, scrape)
                 counts = await running(session, sims)
                 spreads.append(abs(counts[0] - counts[1]))
             assert sum(counts) == 8, counts
@@ -98,7 +127,7 @@ async def test_prefix_aware_load_bound_across_two_routers(tmp_path: Path, scrape
             for router in routers:
                 for _ in range(8):
                     await open_stream(session, router, prompt, streams)
-                await asyncio.sleep(SETTLE)
+                await settle(session, processes, scrape)
             counts = sorted(await running(session, sims))
     if scrape == "on":
         assert counts == [8, 8], counts
