@@ -18,6 +18,8 @@ from aiohttp import web
 
 from llmsvc.router.server import Running, free_port, start, wait_ready
 
+IDLE_ENGINE = "vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n"
+
 
 @dataclass
 class Raw:
@@ -70,9 +72,11 @@ class Recorder:
         return self.server.url
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Health checks answered; everything else recorded and answered with a JSON object."""
+        """Health checks and load scrapes answered; the rest recorded and answered with JSON."""
         if request.raw_path in ("/health", "/v1/models"):
             return web.json_response({"object": "list", "data": [{"id": "m"}]})
+        if request.raw_path == "/metrics":  # the router's load scrape, answered like vLLM
+            return web.Response(text=IDLE_ENGINE)
         body = await request.read()
         self.seen.append((request.method, request.raw_path, dict(request.headers), body))
         return web.json_response({"object": "list", "data": [{"id": "m"}], "ok": True})

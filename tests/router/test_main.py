@@ -48,6 +48,11 @@ def test_the_operator_rendered_command_line_parses() -> None:
         (["router", "--backend", "http://a:1", "--balance-slack", "0"], "--balance-slack"),
         (["router", "--backend", "http://a:1", "--chunk-timeout", "0"], "--chunk-timeout"),
         (["router", "--backend", "http://a:1", "--max-json-depth", "0"], "--max-json-depth"),
+        (["router", "--backend", "http://a:1", "--load-interval", "-1"], "--load-interval"),
+        (["router", "--backend", "http://a:1", "--load-interval", "nan"], "--load-interval"),
+        (["router", "--backend", "http://a:1", "--load-interval", "inf"], "--load-interval"),
+        (["router", "--backend", "http://a:1", "--load-timeout", "0"], "--load-timeout"),
+        (["router", "--backend", "http://a:1", "--max-metrics-bytes", "0"], "--max-metrics-bytes"),
         (
             ["router", "--backend", "http://a:1", "--max-buffered-bytes", "10"],
             "--max-buffered-bytes must be at least --max-body-bytes",

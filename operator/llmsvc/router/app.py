@@ -33,6 +33,7 @@ from llmsvc.router.discovery import Discovery
 from llmsvc.router.errors import RequestError, error_bytes
 from llmsvc.router.jsonscan import JsonLimits
 from llmsvc.router.keys import KeyRing
+from llmsvc.router.load import Scraper
 from llmsvc.router.metrics import RouterMetrics, StateCollector
 from llmsvc.router.policies import RequestInfo, make_policy
 from llmsvc.router.pool import Pool
@@ -96,6 +97,8 @@ def _background(
             asyncio.create_task(health.run_checks(proxy.session, proxy.pool)),
             asyncio.create_task(app[KEYS].watch(proxy.config.key_reload_seconds)),
         ]
+        if proxy.config.load_interval > 0:
+            tasks.append(asyncio.create_task(Scraper(proxy.pool).run(proxy.session)))
         try:
             yield
         finally:

@@ -23,6 +23,9 @@ class RouterConfig:
     max_retries: int = 2
     health_interval: float = 5.0
     health_timeout: float = 2.0
+    load_interval: float = 1.0
+    load_timeout: float = 1.0
+    max_metrics_bytes: int = 4 * 1024 * 1024
     failure_threshold: int = 3
     eject_base_seconds: float = 1.0
     eject_max_seconds: float = 30.0
@@ -40,3 +43,8 @@ class RouterConfig:
     priority_header: str = "x-priority"
     retry_after_seconds: int = 1
     hold_when_empty: bool = False
+
+    @property
+    def load_max_age(self) -> float:
+        """Seconds a scraped engine load stays usable; older, the router's own counts rule."""
+        return max(3 * self.load_interval, self.load_interval + self.load_timeout)

@@ -26,8 +26,9 @@ LIMITS = (
     "max_json_values",
     "max_json_depth",
     "max_connections",
+    "max_metrics_bytes",
 )
-TIMEOUTS = ("first_byte_timeout", "chunk_timeout", "idle_timeout", "body_timeout")
+TIMEOUTS = ("first_byte_timeout", "chunk_timeout", "idle_timeout", "body_timeout", "load_timeout")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +75,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-timeout", type=float, default=1800.0, help="seconds in total")
     parser.add_argument("--max-retries", type=int, default=2, help="before the first byte only")
     parser.add_argument("--health-interval", type=float, default=5.0, help="seconds")
+    parser.add_argument(
+        "--load-interval",
+        type=float,
+        default=1.0,
+        help="seconds between reads of each backend's /metrics (engine load for the policies; "
+        "0 turns it off)",
+    )
+    parser.add_argument(
+        "--load-timeout", type=float, default=1.0, help="seconds for one /metrics read"
+    )
+    parser.add_argument(
+        "--max-metrics-bytes",
+        type=int,
+        default=4 * 1024 * 1024,
+        help="a larger /metrics body is not used",
+    )
     parser.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024)
     parser.add_argument(
         "--max-buffered-bytes",
@@ -151,6 +168,8 @@ def validate(args: argparse.Namespace) -> None:
     for name in TIMEOUTS:
         if not getattr(args, name) > 0:
             raise SystemExit(f"llmsvc router: --{name.replace('_', '-')} must be positive")
+    if not 0 <= args.load_interval < float("inf"):
+        raise SystemExit("llmsvc router: --load-interval must be 0 (off) or a positive number")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,6 +195,9 @@ def run(args: argparse.Namespace) -> int:
         request_timeout=args.request_timeout,
         max_retries=args.max_retries,
         health_interval=args.health_interval,
+        load_interval=args.load_interval,
+        load_timeout=args.load_timeout,
+        max_metrics_bytes=args.max_metrics_bytes,
         max_body_bytes=args.max_body_bytes,
         max_buffered_bytes=args.max_buffered_bytes,
         max_json_values=args.max_json_values,

@@ -51,7 +51,7 @@ class RouterMetrics:
 
 
 class StateCollector(Collector):
-    """Queue length, in-flight and health per backend, read at scrape time."""
+    """Queue length, in-flight, health and load per backend, read at scrape time."""
 
     def __init__(self, admission: Admission) -> None:
         self._admission = admission
@@ -77,3 +77,22 @@ class StateCollector(Collector):
             healthy.add_metric([url], 1.0 if usable else 0.0)
         yield in_flight
         yield healthy
+        yield from self._loads()
+
+    def _loads(self) -> Iterator[Metric]:
+        load = GaugeMetricFamily(
+            "llmsvc_router_backend_load",
+            "The load the policies balance on per backend (engine requests when scraped).",
+            labels=["backend"],
+        )
+        scraped = GaugeMetricFamily(
+            "llmsvc_router_backend_load_scraped",
+            "1 when a fresh /metrics scrape of the backend is in use, 0 on own counts.",
+            labels=["backend"],
+        )
+        for endpoint in self._admission.pool.snapshot().endpoints:
+            load.add_metric([endpoint.url], endpoint.load)
+            fresh = endpoint.engine_load is not None
+            scraped.add_metric([endpoint.url], 1.0 if fresh else 0.0)
+        yield load
+        yield scraped

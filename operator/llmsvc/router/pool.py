@@ -12,6 +12,10 @@ backend's latest ejection began do not extend it. A passing active health check 
 least ``eject_base_seconds`` after an ejection began lifts it, so recovery follows ``/health``
 within one check interval; a backend ejected ``FLAP_EJECTIONS`` times without a quiet period of
 ``eject_max_seconds`` in between is flapping and waits out its doubled ejection instead.
+
+Engine load (``load.py`` scrapes each backend's ``/metrics``) enters the snapshot as the
+engine's requests minus this router's in flight at scrape time (the other routers' share)
+plus this router's in flight now; a missing or stale scrape leaves only the router's own count.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 
 from llmsvc.router.config import RouterConfig
 from llmsvc.router.policies import Endpoint, Snapshot
+from llmsvc.router.promtext import EngineLoad
 
 FLAP_EJECTIONS = 3
 
@@ -38,6 +43,9 @@ class Backend:
     ejected_until: float = 0.0
     ejected_at: float = float("-inf")
     models: frozenset[str] = frozenset()
+    scraped: EngineLoad | None = None
+    scraped_own: int = 0
+    scraped_at: float = float("-inf")
 
     def usable(self, now: float) -> bool:
         """Healthy and not ejected (capacity aside)."""
@@ -80,14 +88,33 @@ class Pool:
         limit = self.config.max_concurrency
         return Snapshot.of(
             [
-                Endpoint(
-                    b.url,
-                    b.in_flight,
-                    b.usable(now) and b.in_flight < limit and b.url not in exclude,
-                )
+                self._endpoint(b, b.usable(now) and b.in_flight < limit and b.url not in exclude)
                 for b in self.backends.values()
             ]
         )
+
+    def _endpoint(self, backend: Backend, eligible: bool) -> Endpoint:
+        scraped = self.fresh_load(backend)
+        if scraped is None:
+            return Endpoint(backend.url, backend.in_flight, eligible)
+        others = max(0, scraped.requests - backend.scraped_own)
+        return Endpoint(
+            backend.url, backend.in_flight, eligible, others + backend.in_flight, scraped.kv_usage
+        )
+
+    def fresh_load(self, backend: Backend) -> EngineLoad | None:
+        """The backend's scraped load, unless older than ``load_max_age``."""
+        if self._clock() - backend.scraped_at > self.config.load_max_age:
+            return None
+        return backend.scraped
+
+    def set_load(self, url: str, load: EngineLoad | None) -> None:
+        """Record a scrape of ``url`` (``None``: it failed; fall back to own counts)."""
+        backend = self.backends.get(url)
+        if backend is not None:
+            backend.scraped = load
+            backend.scraped_own = backend.in_flight
+            backend.scraped_at = self._clock()
 
     def any_usable(self, exclude: frozenset[str] = frozenset()) -> bool:
         """Whether some backend could take a request once it has capacity."""

@@ -7,14 +7,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+KV_STEP = 0.05  # KV-cache usages this close count as equal (ties then rotate)
+
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One backend as the policy sees it at this instant."""
+    """One backend as the policy sees it at this instant.
+
+    ``in_flight`` is this router's own count. ``engine_load`` is the engine's requests
+    (running + waiting, as last scraped, every router's) corrected by this router's changes
+    since; ``None`` when no fresh scrape exists. ``load`` is what the policies balance on.
+    """
 
     url: str
     in_flight: int = 0
     eligible: bool = True
+    engine_load: int | None = None
+    kv_usage: float = 0.0
+
+    @property
+    def load(self) -> int:
+        """The engine's load when known, never below this router's own in-flight count."""
+        return self.in_flight if self.engine_load is None else max(self.in_flight, self.engine_load)
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,11 @@ def stable_hash(*parts: str | bytes) -> int:
 
 
 def least_loaded(candidates: Sequence[Endpoint], tiebreak: int) -> Endpoint:
-    """The candidate with the fewest in flight; ties rotate with ``tiebreak``."""
-    low = min(e.in_flight for e in candidates)
-    tied = [e for e in candidates if e.in_flight == low]
+    """The least loaded candidate, then the emptiest KV cache; ties rotate with ``tiebreak``."""
+    low = min(_pressure(e) for e in candidates)
+    tied = [e for e in candidates if _pressure(e) == low]
     return tied[tiebreak % len(tied)]
+
+
+def _pressure(endpoint: Endpoint) -> tuple[int, int]:
+    return endpoint.load, round(endpoint.kv_usage / KV_STEP)

@@ -1,4 +1,4 @@
-"""Least request: the eligible endpoint with the fewest requests in flight."""
+"""Least request: the eligible endpoint with the least load (``Endpoint.load``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from llmsvc.router.policies.base import Endpoint, RequestInfo, Snapshot, least_l
 
 
 class LeastRequest:
-    """Fewest in flight wins; ties rotate so idle backends share the load evenly."""
+    """Least load wins, then the emptier KV cache; ties rotate so idle backends share evenly."""
 
     name = "least-request"
 

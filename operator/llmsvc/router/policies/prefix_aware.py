@@ -2,8 +2,9 @@
 
 The policy remembers, per backend, the chained hashes of the prompt blocks it routed there
 (a bounded LRU, an approximation of that backend's prefix cache). A request goes to the
-backend holding its longest leading run of blocks, but only among backends whose load is
-within the bound ``max(ceil(balance_factor * mean load), min load + balance_slack)``. A shared
+backend holding its longest leading run of blocks, but only among backends whose load (the
+engine's scraped requests when fresh, else this router's in flight) is within the bound
+``max(ceil(balance_factor * mean load), min load + balance_slack)``. A shared
 system prompt matches everywhere, so it cannot pull all traffic to one backend: ties on the
 match go to the least loaded backend, then to a rendezvous hash of the first block so that
 concurrent first requests for a new prefix agree.
@@ -80,8 +81,8 @@ class PrefixAware:
         self._history: dict[str, BlockHistory] = {}
 
     def load_bound(self, candidates: Sequence[Endpoint]) -> int:
-        """The most requests in flight a backend may have and still win on affinity."""
-        loads = [e.in_flight for e in candidates]
+        """The most load (requests in the engine) a backend may have and still win on affinity."""
+        loads = [e.load for e in candidates]
         mean_after = (sum(loads) + 1) / len(loads)
         return max(math.ceil(self.balance_factor * mean_after), min(loads) + self.balance_slack)
 
@@ -92,7 +93,7 @@ class PrefixAware:
             return None
         blocks = prompt_blocks(request.prompt, self.block_chars, self.max_blocks)
         bound = self.load_bound(candidates)
-        allowed = [e for e in candidates if e.in_flight < bound] or list(candidates)
+        allowed = [e for e in candidates if e.load < bound] or list(candidates)
         first = str(blocks[0]) if blocks else request.prompt[: self.block_chars]
         chosen = max(allowed, key=lambda e: self._score(e, blocks, first))
         self._history_of(chosen.url).add(blocks)
@@ -107,7 +108,7 @@ class PrefixAware:
     def _score(self, endpoint: Endpoint, blocks: Sequence[int], first: str) -> tuple[int, int, int]:
         history = self._history.get(endpoint.url)
         matched = history.match(blocks) if history else 0
-        return (matched, -endpoint.in_flight, stable_hash(endpoint.url, first))
+        return (matched, -endpoint.load, stable_hash(endpoint.url, first))
 
     def _history_of(self, url: str) -> BlockHistory:
         if url not in self._history:
