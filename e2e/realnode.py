@@ -94,6 +94,8 @@ def llmservice(
             "image": ENGINE_IMAGE,
             "maxModelLen": 2048,
             "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+            # the real node has this machine's 2 cores: far below the default model-server requests
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
         },
         "parallelism": {"tensor": 1, "pipeline": nodes, "gpusPerNode": 1},
         "startup": {"timeoutSeconds": 120},

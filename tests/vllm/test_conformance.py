@@ -107,7 +107,6 @@ SAMPLE_VALUES = {
     "--tokenizer": "/m",
     "--revision": "main",
     "--load-format": "auto",
-    "--swap-space": "4",
     "--api-key": "k",
     "--chat-template": "{{ messages }}",  # an inline template (a path must exist)
     "--generation-config": "auto",

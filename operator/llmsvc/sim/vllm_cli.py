@@ -57,7 +57,6 @@ SERVE_FLAGS: dict[str, dict[str, Any]] = {
     "--tokenizer": {},
     "--revision": {},
     "--load-format": {},
-    "--swap-space": {"type": float},
     "--api-key": {"nargs": "+"},
     "--chat-template": {},
     "--generation-config": {},
