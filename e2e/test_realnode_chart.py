@@ -31,6 +31,8 @@ def test_helm_installed_operator_pod_reconciles_an_example(
         "image.pullPolicy=IfNotPresent",
         f"watchNamespaces={{{workload_ns}}}",
         "resyncSeconds=5",
+        # the metrics API's APIService is cluster-wide: not with watchNamespaces (the chart says so)
+        "metricsApi.enabled=false",
     ]
     flags = [arg for value in values for arg in ("--set", value)]
     for key in ("nodeSelector", "tolerations"):
