@@ -10,7 +10,7 @@ by pod NAME and retries on 429; the StatefulSet re-creates the moved rank under 
 another node, which the group's budget protects, so kubectl keeps retrying until its timeout.
 
 With no room for a surge group, the group moves alone (an Event says so) and waits,
-Degraded=Unschedulable, until a node has room.
+Progressing=WaitingForNodes (Degraded=Unschedulable after the grace period), until a node has room.
 """
 
 from __future__ import annotations
@@ -174,9 +174,10 @@ def test_a_cordon_without_room_for_a_surge_moves_one_group_and_says_so(
         assert fewest >= 1
         reasons = [e["reason"] for e in kubectl_events(namespace, "tight")]
         assert "SurgeUnschedulable" in reasons  # "no room for surge group 2: ... one at a time"
-        degraded = next(c for c in get("tight", namespace)["status"]["conditions"]
-                        if c["type"] == "Degraded")  # fmt: skip
-        assert degraded["reason"] == "Unschedulable"  # the moved group waits for room
+        progressing = next(c for c in get("tight", namespace)["status"]["conditions"]
+                           if c["type"] == "Progressing")  # fmt: skip
+        # the moved group waits for room (Degraded=Unschedulable only after the grace period)
+        assert progressing["reason"] == "WaitingForNodes", progressing
         kubectl("uncordon", f"{name}-2")
         wait_ready("tight", namespace)
 

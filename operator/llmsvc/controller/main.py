@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from typing import Any
 
 
@@ -127,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
         "clusterwide": not args.namespace,
         "namespaces": args.namespace,
         "liveness_endpoint": f"http://{args.health_address}/healthz",
+        # kopf would name itself after getpass.getuser(), which raises in the image: its numeric
+        # non-root UID has no /etc/passwd entry (as under OpenShift's random UIDs).
+        "identity": f"{socket.gethostname()}/{os.getpid()}",
     }
     if args.leader_elect:
         return _elected(args, options)
