@@ -245,3 +245,12 @@ def tiny_model(
     realnode.write_model(root / "tiny")
     with realnode.model_server(root) as (url, counts):
         yield f"{url}/tiny/model.safetensors", counts
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster) -> Iterator[OperatorProcess]:
+    """One ``llmsvc operator`` process per test module (tests may kill and restart it)."""
+    process = OperatorProcess()
+    process.start()
+    yield process
+    process.stop()

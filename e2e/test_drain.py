@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -29,15 +29,6 @@ from e2e.test_operator import get, llmservice, wait_ready
 
 ONE_NODE = {"tensor": 8, "gpusPerNode": 8}  # one group = one 8-GPU pod
 DRAIN_TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: object) -> Iterator[OperatorProcess]:
-    """One operator process for this module."""
-    process = OperatorProcess()
-    process.start()
-    yield process
-    process.stop()
 
 
 def ranks(namespace: str, name: str) -> list[dict[str, Any]]:

@@ -10,10 +10,7 @@ does not fit binds partially (as with ``scheduling.gang: off`` below, on any clu
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from e2e.gang_helpers import add_nodes, gang_served, node, placement, podgroups, pool
 from e2e.helpers import apply, kubectl, pods, wait_for
@@ -22,15 +19,6 @@ from e2e.test_operator import condition, get, llmservice, wait_ready
 
 TWO_NODES = {"tensor": 8, "pipeline": 2, "gpusPerNode": 8}  # one group = two 8-GPU pods
 RACK = "example.com/rack"
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: object) -> Iterator[OperatorProcess]:
-    """One operator process for this module."""
-    process = OperatorProcess()
-    process.start()
-    yield process
-    process.stop()
 
 
 def bound(namespace: str, name: str) -> list[str]:

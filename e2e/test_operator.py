@@ -7,7 +7,6 @@ process. KWOK's fake kubelet marks scheduled pods Ready; the scheduler really co
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,6 @@ CHILD_KINDS = (
     "statefulsets,services,deployments,serviceaccounts,roles,rolebindings,hpa,networkpolicies,pdb"
 )
 READY_TIMEOUT = 120.0
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: object) -> Iterator[OperatorProcess]:
-    """One operator process for this module (tests may kill and restart it)."""
-    process = OperatorProcess()
-    process.start()
-    yield process
-    process.stop()
 
 
 def load(path: Path) -> dict[str, Any]:

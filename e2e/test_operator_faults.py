@@ -8,10 +8,7 @@ operator as a real process (see e2e/test_operator.py for the basics).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from e2e.helpers import apply, is_ready, kubectl, kubectl_json, wait_for
 from e2e.operator_process import RESYNC_SECONDS, OperatorProcess
@@ -28,15 +25,6 @@ from e2e.test_operator import (
 )
 
 TWO_NODES = {"tensor": 2, "pipeline": 2, "gpusPerNode": 2}
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: object) -> Iterator[OperatorProcess]:
-    """One operator process for this module."""
-    process = OperatorProcess()
-    process.start()
-    yield process
-    process.stop()
 
 
 def stray_pod(name: str, labels: dict[str, str]) -> dict[str, Any]:

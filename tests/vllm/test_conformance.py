@@ -135,9 +135,8 @@ def fake_vllm_argvs(flags: dict[str, dict[str, object]]) -> dict[str, list[str]]
 def test_the_fake_vllm_of_test_images_accepts_only_what_vllm_accepts(vllm_python: Path) -> None:
     """The realnode test images' ``vllm`` (llmsvc.sim.vllm_cli.SERVE_FLAGS): each flag and
     value it accepts is accepted by real vLLM too."""
-    vllm_cli = pytest.importorskip(
-        "llmsvc.sim.vllm_cli", reason="the fake vllm of the real-node test images is not merged"
-    )
+    from llmsvc.sim import vllm_cli
+
     argvs = fake_vllm_argvs(vllm_cli.SERVE_FLAGS)
     results = check(vllm_python, argvs)
     assert {k: v for k, v in results.items() if v != "ok"} == {}
