@@ -15,8 +15,6 @@ import signal
 import time
 from collections import Counter
 
-import pytest
-
 from e2e import realnode
 from e2e.helpers import apply, kubectl_json, pods, wait_for
 from e2e.operator_process import OperatorProcess
@@ -40,12 +38,6 @@ def uids(namespace: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.xfail(
-    reason="KNOWN BUG (issues 10 and 13 item 19 stay open): on real pods the group is restarted a "
-    "SECOND time after its own re-creation (both new ranks replaced ~25 s later); seen after "
-    "merging the UID-based restart detection with the rank-check probes; not yet diagnosed",
-    strict=False,
-)
 def test_killed_worker_restarts_the_whole_group_once(
     real_operator: OperatorProcess, real_namespace: str, tiny_model: tuple[str, Counter[str]]
 ) -> None:

@@ -65,9 +65,8 @@ spec:
   parallelism: {tensor: 1, pipeline: 1, gpusPerNode: 1}
   startup: {timeoutSeconds: 120}
   scheduling: $placement
+  router: {podTemplate: {spec: $placement}}
 YAML
-	for _ in $(seq 60); do kubectl get deployment real-router -n "$ns" >/dev/null 2>&1 && break; sleep 1; done
-	kubectl patch deployment real-router -n "$ns" -p "{\"spec\":{\"template\":{\"spec\":$placement}}}" >/dev/null
 	kubectl wait --for=condition=Ready llmservice/real -n "$ns" --timeout=240s
 	kubectl rollout status deployment/real-router -n "$ns" --timeout=120s
 	kubectl get pods -n "$ns" -o wide --field-selector "spec.nodeName=$REAL_NODE_NAME"

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from llmsvc.probe import rank_check as probe
 from llmsvc.render import render
 from llmsvc.router.server import free_port
 from llmsvc.sim import vllm_cli
@@ -118,6 +119,28 @@ async def test_a_rank_from_another_world_breaks_the_rendezvous(tmp_path: Path) -
     await writer.drain()
     assert await asyncio.wait_for(leader, 10) == 1
     writer.close()
+
+
+async def test_a_port_check_does_not_break_a_formed_world(tmp_path: Path) -> None:
+    """The workers' liveness check connects to the rendezvous and leaves without a hello (as
+    rank_check.reachable does); on the real node that broke every group a few seconds after it
+    turned Ready, which the operator then restarted again."""
+    port, http = free_port(), free_port()
+    url = f"http://127.0.0.1:{http}/health"
+    parse = vllm_cli.build_parser().parse_args
+    leader = asyncio.ensure_future(vllm_cli.serve(parse(rank_args(tmp_path, 0, port, http))))
+    await asyncio.sleep(0.5)
+    probe.reachable("127.0.0.1", port, 2.0)  # before the world formed
+    worker = asyncio.ensure_future(vllm_cli.serve(parse(rank_args(tmp_path, 1, port, http))))
+    await eventually(url, 200)
+    for _ in range(3):
+        probe.reachable("127.0.0.1", port, 2.0)
+    await asyncio.sleep(vllm_cli.HEARTBEAT_SECONDS * 2)
+    assert not leader.done()
+    assert not worker.done()
+    assert await health(url) == 200
+    worker.cancel()
+    assert await asyncio.wait_for(leader, 10) == 1
 
 
 def test_ranks_stop_after_their_own_delay_on_sigterm(tmp_path: Path) -> None:

@@ -118,8 +118,14 @@ class World:
             self.broken.set_result(reason)
 
 
+class NotARankError(Exception):
+    """A connection that left before saying hello: a port check, not a rank."""
+
+
 async def _hello(reader: asyncio.StreamReader, nnodes: int) -> int:
     line = (await asyncio.wait_for(reader.readline(), PEER_TIMEOUT_SECONDS)).decode().split()
+    if not line:
+        raise NotARankError("closed before its hello")
     if len(line) != 3 or line[0] != "HELLO" or not line[1].isdigit():
         raise WorldError(f"bad handshake {' '.join(line)[:80]!r}")
     rank, their_nnodes = int(line[1]), line[2]
@@ -141,6 +147,11 @@ def on_connect(world: World) -> Any:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             rank = await _hello(reader, world.nnodes)
+        except NotARankError:
+            # TCPStore's way: a client that connects and leaves (the workers' liveness check
+            # probes this port) is not a member, so the world it never joined stays intact.
+            writer.close()
+            return
         except (WorldError, TimeoutError, OSError) as error:
             world.fail(f"rendezvous: {error}")
             writer.close()
