@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from llmsvc.plan.pods import pod_facts
-from tests.plan.fixtures import pod, service
-from tests.plan.test_planner import OWNERS, PULL_LOG, converge, run
+from tests.plan.fixtures import OWNERS, pod, service
+from tests.plan.test_planner import PULL_LOG, converge, run
 
 
 def _with_puller(state: dict[str, Any], last_exit: int | None = None) -> dict[str, Any]:
