@@ -24,12 +24,16 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv with the package and its dev tools
 
 .PHONY: test
-test: venv lint lowest-deps gitops-test cluster-bins vllm-env ## everything CI runs: lint, lowest deps, GitOps health, unit tests, real vLLM, e2e
+test: venv lint lowest-deps gitops-test rules-test cluster-bins vllm-env ## everything CI runs: lint, lowest deps, GitOps health, rules check, unit tests, real vLLM, e2e
 	$(BIN)/pytest tests e2e
 
 .PHONY: gitops-test
 gitops-test: ## Flux kstatus and Argo CD's Lua check (gopher-lua) on planner statuses (Go, cached)
 	cd e2e/gitops && go test -count=1 ./...
+
+.PHONY: rules-test
+rules-test: ## the chart's alert rules and dashboard queries through Prometheus's rulefmt and PromQL parser (Go, cached; ~80 s cold)
+	cd e2e/promrules && go test -count=1 ./...
 
 .PHONY: lowest-deps
 lowest-deps: ## runtime deps at their pyproject floors: imports, --help, unit tests (cached venv)

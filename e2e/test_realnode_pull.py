@@ -90,6 +90,12 @@ def test_two_ranks_on_one_shared_cache_download_once(
     assert len(fetched) == 1, logs  # one rank downloaded ...
     (other,) = [log for log in logs if log not in fetched]
     assert "another pull completed" in other or "cache hit" in other, other  # ... one reused
+    done = f'llmservice="shared",namespace="{ns}",state="done"'
+    wait_for(
+        lambda: real_operator.metric("llmsvc_operator_llmservice_pulls", done) == 2,
+        timeout=30,
+        what="llmsvc_operator_llmservice_pulls{state=done} == 2",
+    )
     assert counts  # the model server was asked
 
 
@@ -147,3 +153,10 @@ def test_bad_uri_leaves_the_pod_in_init_error(
     degraded = realnode.wait_condition(ns, "bad", "Degraded", 120, reason="PullFailed")
     assert "missing/model.safetensors" in degraded["message"], degraded
     assert not realnode.is_ready_service(ns, "bad")
+    # The operator's gauge counts the rank as failed, from the real kubelet's init container status.
+    failed = f'llmservice="bad",namespace="{ns}",state="failed"'
+    wait_for(
+        lambda: real_operator.metric("llmsvc_operator_llmservice_pulls", failed) == 1,
+        timeout=30,
+        what="llmsvc_operator_llmservice_pulls{state=failed} == 1",
+    )

@@ -1,22 +1,29 @@
 """The chart's PodMonitors, PrometheusRule and Grafana dashboard, and the metric names they use.
 
 Every metric name in an alert or a dashboard query must be one the components really export:
-the names are read from the PromQL expressions and compared with what the operator, the router and
-the simulator (which exports vLLM's metric names) serve from their real registries. One name comes
-from kube-state-metrics, which every kube-prometheus install runs; it is listed explicitly.
+the names are read from the PromQL expressions and compared with what the operator, the router,
+the puller and the simulator (which exports vLLM's metric names) serve from their real registries.
+
+The same names and the rendered rules are the fixtures of ``e2e/promrules`` (``make rules-test``),
+which checks the rules and the dashboard's queries with Prometheus's own code (rulefmt and the
+PromQL parser, as ``promtool check rules``). These tests keep the fixtures in step: they fail when
+the files drift; ``--update-golden`` rewrites them.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import generate_latest
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmsvc.controller.metrics import OperatorMetrics
+from llmsvc.puller.metrics import PullProgress
 from llmsvc.router.app import REGISTRY as ROUTER_REGISTRY
 from llmsvc.router.app import create_app as router_app
 from llmsvc.router.config import RouterConfig
@@ -27,7 +34,7 @@ from llmsvc.sim.engine import SimConfig
 from tests.plan.test_gitops_statuses import CASES
 from tests.test_chart import CHART, HELM, one, render
 
-EXTERNAL = {"kube_pod_init_container_status_restarts_total"}  # kube-state-metrics
+PROMRULES = Path(__file__).resolve().parents[1] / "e2e" / "promrules" / "testdata"
 KEYWORDS = {"and", "or", "unless", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 ALL_ON = [
@@ -60,12 +67,16 @@ def _exposed(text: str) -> set[str]:
 
 
 def exported() -> set[str]:
-    """Every series name the operator, a router and an engine (the vLLM simulator) serve."""
+    """Every series name the operator, a router, a puller and an engine (the vLLM simulator)
+    serve."""
     operator = OperatorMetrics()
     operator.observe("ml", "llama", CASES["ready"][0]()["status"])
+    operator.observe_pulls("ml", "llama", {"done": 2})
     router = router_app(RouterConfig(), StaticDiscovery([]))
     engine = sim_app(SimConfig())
-    registries = [operator.registry, router[ROUTER_REGISTRY], engine[SIM_REGISTRY]]
+    puller = CollectorRegistry()
+    puller.register(PullProgress())
+    registries = [operator.registry, router[ROUTER_REGISTRY], engine[SIM_REGISTRY], puller]
     return set().union(*(_exposed(generate_latest(r).decode()) for r in registries))
 
 
@@ -89,7 +100,7 @@ def test_expression_parser_finds_only_metric_names() -> None:
 def test_dashboard_queries_use_only_exported_metrics() -> None:
     names = set().union(*(metric_names(e) for e in dashboard_exprs()))
     assert {"vllm:num_requests_waiting", "llmsvc_operator_llmservice_ready_replicas"} <= names
-    unknown = sorted(names - exported() - EXTERNAL)
+    unknown = sorted(names - exported())
     assert not unknown, f"dashboard uses metrics no component exports: {unknown}"
 
 
@@ -108,11 +119,13 @@ def test_alert_rules_use_only_exported_metrics() -> None:
     assert set(alerts) == {
         "LLMServiceGroupRestarting", "LLMServiceRestartBudgetExhausted",
         "LLMServiceQueueAboveTarget", "LLMServiceNoHealthyBackend", "LLMServicePullFailing",
+        "LLMServicePullStalled",
     }  # fmt: skip
     names = set().union(*(metric_names(e) for e in alerts.values()))
-    unknown = sorted(names - exported() - EXTERNAL)
+    unknown = sorted(names - exported())
     assert not unknown, f"alerts use metrics no component exports: {unknown}"
     assert "> 5" in alerts["LLMServiceQueueAboveTarget"]
+    assert 'llmsvc_operator_llmservice_pulls{state="failed"}' in alerts["LLMServicePullFailing"]
 
 
 @needs_helm
@@ -127,6 +140,37 @@ def test_monitoring_objects_render_behind_values() -> None:
     assert relabel["targetLabel"] == "llmservice"
     router = monitors["rel-llmservice-operator-routers"]["spec"]
     assert router["selector"]["matchLabels"]["app.kubernetes.io/component"] == "router"
+    pulls = monitors["rel-llmservice-operator-pulls"]["spec"]
+    assert pulls["selector"]["matchLabels"] == {
+        "app.kubernetes.io/managed-by": "llmservice-operator",
+        "app.kubernetes.io/component": "engine",
+    }  # every rank pulls, not only rank 0
+    assert pulls["podMetricsEndpoints"][0]["port"] == "pull-metrics"
     config_map = one(docs, "ConfigMap")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(config_map["data"]["llmservice.json"]) == dashboard()
+
+
+def _check(path: Path, text: str, update: bool) -> None:
+    if update:
+        path.write_text(text)
+    assert path.read_text() == text, f"{path.name} drifted: rerun with --update-golden"
+
+
+def test_metric_names_fixture_is_what_the_components_export(update_golden: bool) -> None:
+    header = "# Written by tests/test_monitoring.py from the components' real registries.\n"
+    _check(
+        PROMRULES / "metrics.txt",
+        header + "".join(f"{n}\n" for n in sorted(exported())),
+        update_golden,
+    )
+
+
+@needs_helm
+def test_rules_fixture_is_the_rendered_prometheusrule(update_golden: bool) -> None:
+    """``testdata/rules.yaml``: the PrometheusRule's spec, a Prometheus rules file."""
+    spec = one(render(*ALL_ON), "PrometheusRule")["spec"]
+    header = (
+        "# Written by tests/test_monitoring.py from `helm template` (the PrometheusRule's spec).\n"
+    )
+    _check(PROMRULES / "rules.yaml", header + yaml.safe_dump(spec, sort_keys=False), update_golden)

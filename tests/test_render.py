@@ -160,6 +160,12 @@ def test_puller_skips_fsync_only_on_an_emptydir_cache(
     assert ({"name": "LLMSVC_PULL_FSYNC", "value": "0"} in init["env"]) is fsync_off
 
 
+def test_puller_serves_its_progress_on_a_named_port() -> None:
+    (init,) = pod_of(svc_with())["initContainers"]
+    assert init["ports"] == [{"name": "pull-metrics", "containerPort": 8001, "protocol": "TCP"}]
+    assert {"name": "LLMSVC_PULL_METRICS_PORT", "value": "8001"} in init["env"]
+
+
 def test_init_container_pulls_into_the_cache() -> None:
     svc = svc_with(
         setter("spec.model.revision", "v1.0"), setter("spec.model.credentialsSecret", "hf-token")

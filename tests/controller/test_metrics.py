@@ -37,3 +37,14 @@ def test_process_metrics_are_exported() -> None:
     text = _text(OperatorMetrics())
     assert "process_resident_memory_bytes" in text
     assert "process_cpu_seconds_total" in text
+
+
+def test_pull_gauges_count_ranks_per_state_and_go_with_the_object() -> None:
+    metrics = OperatorMetrics()
+    metrics.observe_pulls("ml", "llama", {"pending": 0, "running": 1, "failed": 2, "done": 5})
+    text = _text(metrics)
+    labels = 'llmservice="llama",namespace="ml"'
+    assert f'llmsvc_operator_llmservice_pulls{{{labels},state="failed"}} 2.0' in text
+    assert f'llmsvc_operator_llmservice_pulls{{{labels},state="done"}} 5.0' in text
+    metrics.forget("ml", "llama")
+    assert "llmsvc_operator_llmservice_pulls{" not in _text(metrics)

@@ -1,8 +1,8 @@
 """The operator's own Prometheus metrics (``llmsvc_operator_*``), on an injected registry.
 
 Besides its own work (reconciles, API writes, restarts) it exports one set of gauges per
-LLMService, read from the status it last wrote (labels ``namespace`` and ``llmservice``), and the
-``process_*`` metrics of its own process.
+LLMService, read from the status it last wrote and the rank pods' weight pulls (labels
+``namespace`` and ``llmservice``), and the ``process_*`` metrics of its own process.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+from llmsvc.plan.pods import PULL_STATES
 
 SERVICE_LABELS = ("namespace", "llmservice")
 CONDITIONS = ("Ready", "Progressing", "Degraded", "Reconciling", "Stalled")
@@ -61,6 +63,12 @@ class OperatorMetrics:
             "group_restarts", "Whole-group restarts recorded in status, summed over groups."
         )
         self.condition = gauge("condition", "1 when the condition is True, else 0.", "type")
+        self.pulls = gauge(
+            "pulls",
+            "Rank pods by the state of their weight pull (init container pull): pending, "
+            "running, failed (also while retrying after a failure), done.",
+            "state",
+        )
 
     def observe(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Set the per-LLMService gauges from the status the operator just wrote."""
@@ -74,6 +82,11 @@ class OperatorMetrics:
         for kind in CONDITIONS:
             self.condition.labels(**labels, type=kind).set(1 if states.get(kind) else 0)
 
+    def observe_pulls(self, namespace: str, name: str, pulls: dict[str, int]) -> None:
+        """Set the pull-state gauges from the pods one reconcile saw (``Plan.pulls``)."""
+        for state, count in pulls.items():
+            self.pulls.labels(namespace=namespace, llmservice=name, state=state).set(count)
+
     def forget(self, namespace: str, name: str) -> None:
         """Drop the gauges of a deleted LLMService."""
         with contextlib.suppress(KeyError):  # never observed: nothing to drop
@@ -82,6 +95,9 @@ class OperatorMetrics:
             self.group_restarts.remove(namespace, name)
             for kind in CONDITIONS:
                 self.condition.remove(namespace, name, kind)
+        for state in PULL_STATES:
+            with contextlib.suppress(KeyError):  # no pods seen yet
+                self.pulls.remove(namespace, name, state)
 
     def count_write(self, verb: str, kind: str, namespace: str) -> None:
         """Hook for :class:`llmsvc.controller.kube.Kube`."""

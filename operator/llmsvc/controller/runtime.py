@@ -141,8 +141,11 @@ class Runtime:
         self._record(todo)
         if todo is None:
             self.metrics.forget(namespace, name)
-        elif todo.status is not None:
-            self.metrics.observe(namespace, name, todo.status)
+        else:
+            if todo.status is not None:
+                self.metrics.observe(namespace, name, todo.status)
+            if todo.pulls:  # an invalid spec plans nothing: keep the last values
+                self.metrics.observe_pulls(namespace, name, todo.pulls)
         return todo
 
     def _record(self, todo: Plan | None) -> None:

@@ -19,7 +19,7 @@ from llmsvc.api.status import GroupStatus
 from llmsvc.plan import drain
 from llmsvc.plan.diff import satisfies
 from llmsvc.plan.groups import GroupView, group_views
-from llmsvc.plan.pods import PodFacts, pod_facts
+from llmsvc.plan.pods import PULL_STATES, PodFacts, pod_facts
 from llmsvc.plan.restarts import GroupDecision, RestartPolicy, decide
 from llmsvc.plan.status import build_status, rejected_status
 from llmsvc.plan.surge import Surge, assess
@@ -49,6 +49,8 @@ class Plan:
     status: Obj | None = None
     events: list[Event] = field(default_factory=list)
     evict: list[Obj] = field(default_factory=list)  # the pods of restart_groups, to delete
+    # Rank pods by the state of their weight pull (PULL_STATES), for the operator's gauges.
+    pulls: dict[str, int] = field(default_factory=dict)
 
     @property
     def writes(self) -> int:
@@ -234,7 +236,13 @@ def plan(
     if surge.rolling and surge.blocked and not svc.status.surge_blocked:
         message = f"no room for surge group {surge.index}: replacing groups one at a time"
         events.append(Event("Normal", "SurgeUnschedulable", message))
-    return Plan(apply, delete, restart, new_status, events, evict)
+    return Plan(apply, delete, restart, new_status, events, evict, pull_counts(groups.ranks))
+
+
+def pull_counts(ranks: Sequence[tuple[Obj, PodFacts]]) -> dict[str, int]:
+    """Live (not terminating) rank pods per pull state, every state present."""
+    states = [f.pull_state for _, f in ranks if not f.terminating]
+    return {state: states.count(state) for state in PULL_STATES}
 
 
 def with_rejections(svc: LLMService, todo: Plan, rejections: dict[Key, str], now: datetime) -> Plan:

@@ -47,6 +47,7 @@ class PodFacts:
     restarts: int
     revision: str
     pull_error: str = ""
+    pull_state: str = "pending"  # one of PULL_STATES
     node: str = ""  # spec.nodeName once bound
     # Since when the scheduler has refused it (PodScheduled=False/Unschedulable), else None.
     unschedulable_since: datetime | None = None
@@ -85,6 +86,25 @@ def _pull_error(status: Obj) -> str:
     return ""
 
 
+PULL_STATES = ("pending", "running", "failed", "done")
+
+
+def _pull_state(status: Obj, error: str) -> str:
+    """Where the rank's weight pull is: not started, running, failed (also while it retries
+    after a failure, as Degraded=PullFailed says), or done."""
+    puller: Obj = next(
+        (c for c in status.get("initContainerStatuses") or [] if c.get("name") == PULLER), {}
+    )
+    state = puller.get("state") or {}
+    if not puller and status.get("phase") in ("Running", "Succeeded"):
+        return "done"  # past its init containers (a status without them, as in old records)
+    if "terminated" in state and not (state["terminated"] or {}).get("exitCode"):
+        return "done"
+    if error:
+        return "failed"
+    return "running" if "running" in state else "pending"
+
+
 def controller_uid(obj: Obj) -> str:
     """The UID of ``obj``'s controller (its ownerReference with ``controller: true``), or ''."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
@@ -119,7 +139,8 @@ def pod_facts(pod: Obj, groups: Mapping[str, int]) -> PodFacts | None:
         unschedulable_message=str(scheduled.get("message", "")) if unschedulable else "",
         restarts=sum(int(c.get("restartCount", 0)) for c in containers),
         revision=str(labels.get(REVISION_LABEL, "")),
-        pull_error=_pull_error(status),
+        pull_error=(error := _pull_error(status)),
+        pull_state=_pull_state(status, error),
         node=str((pod.get("spec") or {}).get("nodeName") or ""),
         unschedulable_since=(parse_time(scheduled.get("lastTransitionTime")) or created)
         if unschedulable

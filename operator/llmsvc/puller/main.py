@@ -7,7 +7,12 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmsvc.puller.progress import Progress
 
 DESCRIPTION = """\
 Pre-pull model weights into a shared cache directory under DEST, once.
@@ -17,7 +22,8 @@ stdout as the last line; logs (progress every few seconds) go to stderr. A compl
 (.llmsvc-complete.json: files, sizes, checksums) is written last; while it is valid a re-run is a
 no-op without network access. Concurrent pulls of one model on a shared volume take a lock: one
 downloads, the others wait and reuse it. A crashed pull leaves no marker and the next one
-resumes its partial files.
+resumes its partial files. With --metrics-port it serves its progress on /metrics while it runs
+(gauges llmsvc_pull_expected_bytes, _downloaded_bytes, _expected_files, _downloaded_files).
 """
 
 EPILOG = """\
@@ -57,7 +63,7 @@ environment:
   LLMSVC_HTTP_TOKEN      bearer token sent to https:// sources
   LLMSVC_PULL_CONCURRENCY, LLMSVC_PULL_PART_SIZE, LLMSVC_PULL_MULTIPART_THRESHOLD,
   LLMSVC_PULL_RETRIES, LLMSVC_PULL_PROGRESS_INTERVAL, LLMSVC_PULL_FSYNC (0 = --no-fsync),
-  LLMSVC_PULL_CHECKSUMS (0 = --no-checksum)
+  LLMSVC_PULL_CHECKSUMS (0 = --no-checksum), LLMSVC_PULL_METRICS_PORT
                          defaults of the matching flags (the init container's args are fixed)
 
 exit codes:
@@ -150,6 +156,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=float(_env("LLMSVC_PULL_PROGRESS_INTERVAL", "5")),
         help="seconds between progress log lines (default 5)",
     )
+    add(
+        "--metrics-port",
+        type=int,
+        default=int(_env("LLMSVC_PULL_METRICS_PORT", "0")),
+        help="serve progress gauges (llmsvc_pull_*) on /metrics at this port while pulling "
+        "(default 0: off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
         fsync=args.fsync,
         checksums=args.checksums,
     )
+    if args.metrics_port:
+        opts.track = _serve_metrics(args.metrics_port)
     try:
         path = pull(req, opts)
     except PullError as exc:
@@ -191,3 +206,16 @@ def run(args: argparse.Namespace) -> int:
         return exc.exit_code
     print(path, flush=True)
     return 0
+
+
+def _serve_metrics(port: int) -> Callable[[Progress], None]:
+    """Start the progress endpoint; a port in use only costs the metrics, never the pull."""
+    from llmsvc.puller.metrics import serve
+
+    try:
+        return serve(port).track
+    except OSError as exc:
+        logging.getLogger("llmsvc.pull").warning(
+            "no progress metrics: cannot listen on port %d: %s", port, exc.strerror
+        )
+        return lambda _: None

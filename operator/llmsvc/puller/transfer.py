@@ -63,6 +63,7 @@ class Options:
     checksums: bool = True
     free_space: Callable[[Path], int] = free_bytes
     sleep: Callable[[float], None] = time.sleep
+    track: Callable[[Progress], None] = lambda _: None  # e.g. the metrics endpoint's collector
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -102,6 +103,7 @@ class Transfer:
         need = sum(j.missing() for j in self.jobs)
         self._check_space(need)
         self.progress = Progress(need, len(self.jobs))
+        opts.track(self.progress)
         log.info("fetching %d files, %s", len(self.jobs), human(need))
         reporter = threading.Thread(target=self._report, daemon=True)
         reporter.start()

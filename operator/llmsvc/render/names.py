@@ -25,6 +25,7 @@ SERVICE = "service"
 HTTP_PORT = 8000
 RENDEZVOUS_PORT = 29501
 RAY_PORT = 6379
+PULL_METRICS_PORT = 8001  # the puller's progress gauges, while the init container runs
 
 
 def statefulset(name: str, g: int) -> str:

@@ -106,7 +106,10 @@ def init_container(svc: LLMService, image: str) -> Manifest:
     if model.revision:
         args += ["--revision", model.revision]
     read_only = pvc_claim(model.uri) is not None
-    env = [{"name": "HOME", "value": SCRATCH_PATH}]
+    env = [
+        {"name": "HOME", "value": SCRATCH_PATH},
+        {"name": "LLMSVC_PULL_METRICS_PORT", "value": str(names.PULL_METRICS_PORT)},
+    ]
     if _cache_is_empty_dir(svc):
         # An emptyDir dies with the pod's node: fsync would only slow the download down.
         env.append({"name": "LLMSVC_PULL_FSYNC", "value": "0"})
@@ -117,6 +120,10 @@ def init_container(svc: LLMService, image: str) -> Manifest:
     if model.credentials_secret:
         container["envFrom"] = [{"secretRef": {"name": model.credentials_secret}}]
     return container | {
+        # Progress gauges (llmsvc_pull_*) for the chart's pulls PodMonitor while it runs.
+        "ports": [
+            {"name": "pull-metrics", "containerPort": names.PULL_METRICS_PORT, "protocol": "TCP"}
+        ],
         # Checksums are computed while downloading: one core keeps up with a fast link.
         # Memory: 8 parts of 32 MiB in flight plus the interpreter; the page cache is reclaimable.
         "resources": {
