@@ -61,13 +61,18 @@ kind: LLMService
 metadata: {name: real}
 spec:
   model: {uri: "http://$POD_GATEWAY:$mport/tiny/model.safetensors", servedName: demo}
-  engine: {image: "localhost/llmsvc/vllm-sim:dev", maxModelLen: 2048}
+  # the real node has this machine's CPUs, far below the default model-server requests
+  engine: {image: "localhost/llmsvc/vllm-sim:dev", maxModelLen: 2048, resources: {requests: {cpu: 100m, memory: 128Mi}}}
   parallelism: {tensor: 1, pipeline: 1, gpusPerNode: 1}
   startup: {timeoutSeconds: 120}
   scheduling: $placement
   router: {podTemplate: {spec: $placement}}
 YAML
-	kubectl wait --for=condition=Ready llmservice/real -n "$ns" --timeout=240s
+	kubectl wait --for=condition=Ready llmservice/real -n "$ns" --timeout=240s || {
+		kubectl get pods -n "$ns" -o wide
+		kubectl get llmservice real -n "$ns" -o jsonpath='{.status.conditions}' | python3 -m json.tool
+		exit 1
+	}
 	kubectl rollout status deployment/real-router -n "$ns" --timeout=120s
 	kubectl get pods -n "$ns" -o wide --field-selector "spec.nodeName=$REAL_NODE_NAME"
 	fport=$(port)
