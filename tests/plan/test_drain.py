@@ -6,11 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 from llmsvc.plan import key, plan
-from llmsvc.plan.drain import cordoned_nodes, mark
+from llmsvc.plan.drain import EVICTION_WINDOW, RELAXED, cordoned_nodes, mark
 from llmsvc.plan.groups import group_views
 from llmsvc.plan.pods import pod_facts
 from llmsvc.render import Capabilities, group, render, surge_extras
-from tests.plan.fixtures import OWNERS, T0, healthy_group, pod, service
+from tests.plan.fixtures import OWNERS, T0, healthy_group, pod, service, with_status
 from tests.plan.test_planner import POLICY, Live, as_live, converge, surge_sts
 
 CORDONED = frozenset({"gpu-node-0"})
@@ -65,30 +65,139 @@ def test_without_a_cordon_nothing_moves() -> None:
     assert p.apply == []
 
 
-def test_once_the_surge_group_is_ready_the_group_moves_then_the_surge_goes() -> None:
-    svc, live = converge(service(), healthy_group(0) + healthy_group(1))
-    live.update(as_live([surge_sts(svc)]))
-    surge = on("gpu-node-2", healthy_group(2))
-    stuck = on("gpu-node-0", healthy_group(0)) + on("gpu-node-1", healthy_group(1))
-    moving = run(live, stuck + surge)
-    assert moving.restart_groups == [0]
-    assert "Evacuating" in [e.reason for e in moving.events]
-    moved = on("gpu-node-3", healthy_group(0, created=timedelta(minutes=1)))
-    done = run(live, moved + on("gpu-node-1", healthy_group(1)) + surge)
-    assert done.restart_groups == []
+class Cluster:
+    """The planner in a loop, as the controller runs it: applies, deletions and the status are
+    written back, so each step sees what the previous one did."""
+
+    def __init__(self, replicas: int = 2) -> None:
+        self.svc, self.live = converge(service(replicas=replicas), [])
+        self.live.update(as_live([surge_sts(self.svc)]) if replicas == 2 else {})
+
+    def step(
+        self, pods: list[dict[str, Any]], at: float, cordoned: frozenset[str] = CORDONED
+    ) -> Any:
+        svc = self.svc
+        p = plan(svc, render(svc), live=self.live, pods=pods, now=T0 + timedelta(seconds=at),
+                 policy=POLICY, surge_group=group(svc, svc.spec.replicas), cordoned=cordoned)  # fmt: skip
+        self.live.update(as_live(p.apply))
+        for obj in p.delete:
+            self.live.pop(key(obj))
+        self.svc = with_status(svc, p.status) if p.status else svc
+        return p
+
+    def budget(self, g: int) -> object:
+        return self.live[("PodDisruptionBudget", f"llama-{g}")]["spec"]["maxUnavailable"]
+
+    def group_status(self, g: int) -> dict[str, Any]:
+        groups = self.svc.status.model_dump(by_alias=True, exclude_none=True)["groups"]
+        return next(s for s in groups if s["index"] == g)
+
+
+def spread(g: int, nodes: tuple[str, str], **kwargs: Any) -> list[dict[str, Any]]:
+    """Group ``g``'s two ranks, rank r on ``nodes[r]``."""
+    return [on(n, [pod(g, r, **kwargs)])[0] for r, n in enumerate(nodes)]
+
+
+STUCK = spread(0, ("gpu-node-0", "gpu-node-4")) + spread(1, ("gpu-node-1", "gpu-node-5"))
+SURGE = spread(2, ("gpu-node-2", "gpu-node-6"))
+
+
+def test_a_ready_surge_relaxes_only_the_moving_groups_budget_and_deletes_nothing_yet() -> None:
+    c = Cluster()
+    p = c.step(STUCK + SURGE, at=1)
+    assert p.restart_groups == [] and p.evict == []
+    assert [key(o) for o in p.apply] == [("PodDisruptionBudget", "llama-0")]
+    assert (c.budget(0), c.budget(1)) == (RELAXED, 0)
+    assert c.group_status(0)["movingSince"] == "2026-01-01T12:00:01Z"
+    assert "movingSince" not in c.group_status(1)
+    assert [e.reason for e in p.events] == ["Evacuating"]
+    again = c.step(STUCK + SURGE, at=10)  # within the window: nothing to write
+    assert again.writes == 0
+
+
+def test_a_surge_that_is_not_ready_keeps_every_budget_tight() -> None:
+    c = Cluster()
+    starting = spread(2, ("gpu-node-2", "gpu-node-6"), ready=False)
+    p = c.step(STUCK + starting, at=1)
+    assert ("PodDisruptionBudget", "llama-0") not in [key(o) for o in p.apply]
+    assert c.budget(0) == 0 and p.restart_groups == []
+
+
+def test_a_drain_evicting_one_rank_makes_the_operator_delete_only_the_others() -> None:
+    c = Cluster()
+    c.step(STUCK + SURGE, at=1)
+    evicted = [on("gpu-node-0", [pod(0, 0, terminating=True)])[0], spread(0, ("", "gpu-node-4"))[1]]
+    p = c.step(evicted + STUCK[2:] + SURGE, at=6)
+    assert p.restart_groups == [0]
+    assert [o["metadata"]["name"] for o in p.evict] == ["llama-0-1"]
+    assert "GroupRestarted" not in [e.reason for e in p.events]  # a move, not a failure
+    assert c.group_status(0)["restarts"] == 0
+    assert c.budget(0) == 0  # tight again: the ranks it protects next are the re-created ones
+
+
+def test_a_cordon_without_a_drain_is_moved_by_the_operator_after_the_eviction_window() -> None:
+    c = Cluster()
+    c.step(STUCK + SURGE, at=1)
+    window = EVICTION_WINDOW.total_seconds()
+    assert c.step(STUCK + SURGE, at=window).restart_groups == []
+    p = c.step(STUCK + SURGE, at=1 + window)
+    assert p.restart_groups == [0] and len(p.evict) == 2
+    assert "Evacuating" in [e.reason for e in p.events]
+    assert c.budget(0) == 0
+
+
+def test_the_surge_group_stays_until_the_moved_group_is_ready_again() -> None:
+    c = Cluster()
+    c.step(STUCK + SURGE, at=1)
+    c.step(STUCK + SURGE, at=20)  # moved by the operator
+    others = STUCK[2:] + SURGE
+    for at, moved in enumerate([
+        [pod(0, r, terminating=True) for r in range(2)],
+        [pod(0, r, uid=f"new-{r}", unschedulable="0/8 nodes are available") for r in range(2)],
+        spread(0, ("gpu-node-3", "gpu-node-7"), uid="new", ready=False),
+    ]):  # fmt: skip
+        p = c.step(moved + others, at=21 + at)
+        assert p.delete == [] and p.restart_groups == [], at
+    done = c.step(spread(0, ("gpu-node-3", "gpu-node-7"), uid="new") + others, at=30)
     assert [key(o) for o in done.delete] == [("StatefulSet", "llama-2")]
 
 
-def test_no_room_for_a_surge_moves_one_group_at_a_time_and_says_so() -> None:
-    svc, live = converge(service(), healthy_group(0) + healthy_group(1))
-    live.update(as_live([surge_sts(svc)]))
-    stuck = [pod(2, r, unschedulable="0/4 nodes are available") for r in range(2)]
-    pods = on("gpu-node-0", healthy_group(0)) + on("gpu-node-1", healthy_group(1))
-    p = run(live, pods + stuck)
-    assert p.restart_groups == [0]
-    assert p.status is not None
-    assert p.status["surgeBlocked"] is True
+def test_without_room_for_a_surge_one_group_moves_while_the_other_serves() -> None:
+    c = Cluster()
+    stuck = [pod(2, r, unschedulable="0/8 nodes are available") for r in range(2)]
+    p = c.step(STUCK + stuck, at=1)
+    assert p.restart_groups == [] and c.budget(0) == RELAXED and c.budget(1) == 0
+    assert p.status is not None and p.status["surgeBlocked"] is True
     assert "SurgeUnschedulable" in [e.reason for e in p.events]
+
+
+def test_the_only_serving_group_is_never_moved_without_a_replacement() -> None:
+    c = Cluster(replicas=1)
+    only = spread(0, ("gpu-node-0", "gpu-node-4"))
+    stuck = [pod(1, r, unschedulable="0/8 nodes are available") for r in range(2)]
+    c.step(only, at=1)  # creates the surge group, which finds no room
+    c.step(only + stuck, at=2)
+    for at in (3, 60):
+        p = c.step(only, at=at)
+        assert p.restart_groups == [] and c.budget(0) == 0, at
+    conditions = {x.type: x for x in c.svc.status.conditions}
+    assert conditions["Progressing"].reason == "DrainBlocked"
+    assert "cordoned node(s) gpu-node-0" in conditions["Progressing"].message
+    assert conditions["Ready"].status == "True"  # it still serves
+    assert "Evacuating" not in [e.reason for e in p.events]
+
+
+def test_two_groups_on_the_drained_node_move_one_at_a_time() -> None:
+    c = Cluster()
+    both = spread(0, ("gpu-node-0", "gpu-node-4")) + spread(1, ("gpu-node-0", "gpu-node-5"))
+    c.step(both + SURGE, at=1)
+    assert (c.budget(0), c.budget(1)) == (RELAXED, 0)
+    gone = [pod(0, r, terminating=True) for r in range(2)]
+    c.step(gone + both[2:] + SURGE, at=3)
+    assert (c.budget(0), c.budget(1)) == (0, 0)  # group 1 waits until group 0 is back
+    moved = spread(0, ("gpu-node-3", "gpu-node-7"), uid="new")
+    c.step(moved + both[2:] + SURGE, at=5)
+    assert (c.budget(0), c.budget(1)) == (0, RELAXED)
 
 
 def test_the_surge_group_gets_its_podgroup_only_while_it_is_wanted() -> None:

@@ -64,6 +64,13 @@ class GroupStatus(StatusModel):
         "operator: when one of them is replaced while another still runs, the whole group is "
         "restarted.",
     )
+    moving_since: str | None = Field(
+        default=None,
+        description="When the operator relaxed this group's PodDisruptionBudget to move it off a "
+        "cordoned node (its replacement is Ready, or there is no room for one while the other "
+        "groups serve), so that a kubectl drain may evict its ranks (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
 
 
 class LLMServiceStatus(StatusModel):

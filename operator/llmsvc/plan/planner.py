@@ -101,10 +101,21 @@ def group_owners(svc: LLMService, live: dict[Key, Obj], indices: Sequence[int]) 
 
 def _may_roll(views: Sequence[GroupView], surge: Surge) -> int | None:
     """The one Ready-but-outdated group allowed to roll now: only while every group is Ready and
-    the surge group is Ready (or could not be scheduled)."""
+    the surge group is Ready (or could not be scheduled). A group on a cordoned node moves only
+    while another group serves (``drain.may_move``)."""
     if not views or not surge.allows_replacing() or any(v.health() != "Ready" for v in views):
         return None
-    return next((v.index for v in views if v.needs_replacing), None)
+    first = next((v for v in views if v.needs_replacing), None)
+    if first is None or (not first.outdated and not drain.may_move(views, surge.ready)):
+        return None
+    return first.index
+
+
+def _held(views: Sequence[GroupView], surge: Surge, rolling: int | None) -> GroupView | None:
+    """The group kept on a cordoned node because moving it would leave nothing serving."""
+    if rolling is not None or not surge.blocked or any(v.health() != "Ready" for v in views):
+        return None
+    return next((v for v in views if v.evacuate and not v.outdated), None)
 
 
 @dataclass(frozen=True)
@@ -114,6 +125,7 @@ class Groups:
     decisions: list[GroupDecision]
     surge: Surge
     ranks: list[tuple[Obj, PodFacts]]  # the pods of our groups, with their facts
+    held: str = ""  # why a group stays on a cordoned node (drain.held_message), or ''
 
 
 def decide_groups(
@@ -137,7 +149,9 @@ def decide_groups(
         [f for _, f in ranks], svc.spec.parallelism.nodes, revisions, indices, members
     )
     views = drain.mark(views, cordoned)
-    surge = assess(views, surge_view, was_blocked=bool(svc.status.surge_blocked))
+    down = {g for g, s in previous.items() if s.phase == "Failed"}
+    recovering = any(v.health() != "Ready" and v.index not in down for v in views)
+    surge = assess(views, surge_view, bool(svc.status.surge_blocked), recovering=recovering)
     reset = svc.status.observed_generation != svc.metadata.generation
     policy = dataclasses.replace(policy, max_restarts=svc.spec.restart.max_group_restarts)
     rolling = _may_roll(views, surge)
@@ -145,7 +159,9 @@ def decide_groups(
         decide(v, previous.get(v.index), policy, now, reset=reset, may_roll=v.index == rolling)
         for v in views
     ]
-    return Groups(decisions, surge, ranks)
+    held = _held(views, surge, rolling)
+    message = drain.held_message(held, cordoned) if held else ""
+    return Groups(decisions, surge, ranks, message)
 
 
 def _update_revision(live: dict[Key, Obj], name: str, g: int) -> str:
@@ -159,12 +175,17 @@ def _desired(
     down = {
         names.statefulset(svc.name, d.status.index) for d in decisions if d.status.phase == "Failed"
     }
+    moving = {
+        names.statefulset(svc.name, d.status.index) for d in decisions if d.status.moving_since
+    }
     result = []
     for original in [*rendered, *([surge] if surge else [])]:
         obj = copy.deepcopy(original)
         obj["metadata"]["ownerReferences"] = [owner_reference(svc)]
         if obj["kind"] == "StatefulSet" and obj["metadata"]["name"] in down:
             obj["spec"]["replicas"] = 0
+        if obj["kind"] == "PodDisruptionBudget" and obj["metadata"]["name"] in moving:
+            obj = drain.relax(obj)
         result.append(obj)
     return result
 
@@ -229,7 +250,14 @@ def plan(
     restart += [surge.index] if surge.stale else []  # bring it to the new template first
     evict = [p for p, f in groups.ranks if f.group in restart and not f.terminating]
     status = build_status(
-        svc, decisions, live=live, conflicts=conflicts, now=now, surge=surge, gang=gang
+        svc,
+        decisions,
+        live=live,
+        conflicts=conflicts,
+        now=now,
+        surge=surge,
+        gang=gang,
+        held=groups.held,
     )
     new_status = status if status != svc.status.wire() else None
     events = _events(svc, decisions, apply=apply, delete=delete, live=live, conflicts=conflicts)
@@ -296,6 +324,9 @@ def _events(
             )
         elif d.action == "rollout" and d.reason == "node cordoned":
             events.append(Event("Normal", "Evacuating", f"moving group {g} off a cordoned node"))
+        elif d.action == "relax" and d.reason:
+            message = f"relaxed the disruption budget of group {g} so that a drain can evict it"
+            events.append(Event("Normal", "Evacuating", message))
         elif d.action == "rollout":
             events.append(
                 Event("Normal", "RollingUpdate", f"replacing group {g} with the new template")

@@ -22,10 +22,11 @@ from datetime import datetime
 from typing import Literal
 
 from llmsvc.api.status import GroupPhase, GroupStatus
+from llmsvc.plan import drain
 from llmsvc.plan.groups import GroupView
 from llmsvc.plan.pods import format_time, parse_time
 
-Action = Literal["none", "restart", "rollout", "wait", "give-up", "down"]
+Action = Literal["none", "restart", "rollout", "wait", "give-up", "down", "relax"]
 
 _PHASES: dict[str, GroupPhase] = {
     "Pending": "Pending",
@@ -118,13 +119,32 @@ def _decide(
         return GroupDecision(
             "down", replace_status(base, phase="Failed", ready_pods=0, pod_uids=[])
         )
+    moving = previous.moving_since if previous else None
+    if health == "Broken" and moving:  # a drain evicted a rank of the group being moved
+        return _rollout(base, "node cordoned")
     if health == "Broken":
         return _broken(view, base, policy, now, last)
+    if view.evacuate and health == "Ready" and may_roll:
+        return _hand_over(base, moving, now)
     if view.needs_replacing and health != "Terminating" and (health != "Ready" or may_roll):
-        reason = "new template" if view.outdated else "node cordoned"
-        rolled = replace_status(base, phase="Restarting", pod_uids=[])
-        return GroupDecision("rollout", rolled, reason)
+        return _rollout(base, "new template" if view.outdated else "node cordoned")
     return GroupDecision("none", base)
+
+
+def _rollout(base: GroupStatus, reason: str) -> GroupDecision:
+    """Replace the group's pods (a new template, or off a cordoned node)."""
+    return GroupDecision("rollout", replace_status(base, phase="Restarting", pod_uids=[]), reason)
+
+
+def _hand_over(base: GroupStatus, moving: str | None, now: datetime) -> GroupDecision:
+    """Move a Ready group off a cordoned node: relax its budget so that a drain can evict its
+    ranks, and delete them itself only once :data:`drain.EVICTION_WINDOW` has passed."""
+    since = parse_time(moving)
+    if since is None:
+        return GroupDecision("relax", replace_status(base, moving_since=format_time(now)), "new")
+    if not drain.window_over(since, now):
+        return GroupDecision("relax", replace_status(base, moving_since=moving))
+    return _rollout(base, "node cordoned")
 
 
 def _broken(

@@ -102,9 +102,13 @@ def _progressing(
     surge: Surge,
     *,
     now: datetime,
+    held: str = "",
 ) -> Verdict:
-    if surge.rolling:
-        return Verdict("Progressing", True, "RollingUpdate", _rolling_message(surge))
+    if surge.rolling:  # a group held on a cordoned node (``held``) only happens in a rollout
+        reason, message = (
+            ("DrainBlocked", held) if held else ("RollingUpdate", _rolling_message(surge))
+        )
+        return Verdict("Progressing", True, reason, message)
     if groups != svc.spec.replicas:
         return Verdict(
             "Progressing", True, "Scaling", f"{groups} of {svc.spec.replicas} groups exist"
@@ -172,8 +176,10 @@ def build_status(
     now: datetime,
     surge: Surge,
     gang: str = "",
+    held: str = "",
 ) -> Obj:
-    """The full status for this observation, as it is written to the API server."""
+    """The full status for this observation, as it is written to the API server (``held``: why
+    a group stays on a cordoned node, see ``plan/drain.py``)."""
     groups = sum(
         1 for d in decisions if ("StatefulSet", names.statefulset(svc.name, d.status.index)) in live
     )
@@ -181,7 +187,7 @@ def build_status(
     outdated = sum(1 for d in decisions if d.view is not None and d.view.outdated)
     router_ok = _router_available(svc, live)
     degraded = _degraded(decisions, conflicts, now)
-    progressing = _progressing(svc, decisions, groups, router_ok, surge, now=now)
+    progressing = _progressing(svc, decisions, groups, router_ok, surge, now=now, held=held)
     verdict = _ready(ready, svc, router_ok, progressing, degraded)
     verdicts = [verdict, progressing, degraded, *kstatus(verdict, progressing, degraded)]
     return _status(
