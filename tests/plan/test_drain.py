@@ -77,8 +77,10 @@ class Cluster:
         self, pods: list[dict[str, Any]], at: float, cordoned: frozenset[str] = CORDONED
     ) -> Any:
         svc = self.svc
-        p = plan(svc, render(svc), live=self.live, pods=pods, now=T0 + timedelta(seconds=at),
-                 policy=POLICY, surge_group=group(svc, svc.spec.replicas), cordoned=cordoned)  # fmt: skip
+        now = T0 + timedelta(seconds=at)
+        surge = group(svc, svc.spec.replicas)
+        p = plan(svc, render(svc), live=self.live, pods=pods, now=now, policy=POLICY,
+                 surge_group=surge, cordoned=cordoned)  # fmt: skip
         self.live.update(as_live(p.apply))
         for obj in p.delete:
             self.live.pop(key(obj))
@@ -105,7 +107,8 @@ SURGE = spread(2, ("gpu-node-2", "gpu-node-6"))
 def test_a_ready_surge_relaxes_only_the_moving_groups_budget_and_deletes_nothing_yet() -> None:
     c = Cluster()
     p = c.step(STUCK + SURGE, at=1)
-    assert p.restart_groups == [] and p.evict == []
+    assert p.restart_groups == []
+    assert p.evict == []
     assert [key(o) for o in p.apply] == [("PodDisruptionBudget", "llama-0")]
     assert (c.budget(0), c.budget(1)) == (RELAXED, 0)
     assert c.group_status(0)["movingSince"] == "2026-01-01T12:00:01Z"
@@ -120,7 +123,8 @@ def test_a_surge_that_is_not_ready_keeps_every_budget_tight() -> None:
     starting = spread(2, ("gpu-node-2", "gpu-node-6"), ready=False)
     p = c.step(STUCK + starting, at=1)
     assert ("PodDisruptionBudget", "llama-0") not in [key(o) for o in p.apply]
-    assert c.budget(0) == 0 and p.restart_groups == []
+    assert c.budget(0) == 0
+    assert p.restart_groups == []
 
 
 def test_a_drain_evicting_one_rank_makes_the_operator_delete_only_the_others() -> None:
@@ -141,7 +145,8 @@ def test_a_cordon_without_a_drain_is_moved_by_the_operator_after_the_eviction_wi
     window = EVICTION_WINDOW.total_seconds()
     assert c.step(STUCK + SURGE, at=window).restart_groups == []
     p = c.step(STUCK + SURGE, at=1 + window)
-    assert p.restart_groups == [0] and len(p.evict) == 2
+    assert p.restart_groups == [0]
+    assert len(p.evict) == 2
     assert "Evacuating" in [e.reason for e in p.events]
     assert c.budget(0) == 0
 
@@ -157,7 +162,8 @@ def test_the_surge_group_stays_until_the_moved_group_is_ready_again() -> None:
         spread(0, ("gpu-node-3", "gpu-node-7"), uid="new", ready=False),
     ]):  # fmt: skip
         p = c.step(moved + others, at=21 + at)
-        assert p.delete == [] and p.restart_groups == [], at
+        assert p.delete == [], at
+        assert p.restart_groups == [], at
     done = c.step(spread(0, ("gpu-node-3", "gpu-node-7"), uid="new") + others, at=30)
     assert [key(o) for o in done.delete] == [("StatefulSet", "llama-2")]
 
@@ -166,8 +172,10 @@ def test_without_room_for_a_surge_one_group_moves_while_the_other_serves() -> No
     c = Cluster()
     stuck = [pod(2, r, unschedulable="0/8 nodes are available") for r in range(2)]
     p = c.step(STUCK + stuck, at=1)
-    assert p.restart_groups == [] and c.budget(0) == RELAXED and c.budget(1) == 0
-    assert p.status is not None and p.status["surgeBlocked"] is True
+    assert p.restart_groups == []
+    assert (c.budget(0), c.budget(1)) == (RELAXED, 0)
+    assert p.status is not None
+    assert p.status["surgeBlocked"] is True
     assert "SurgeUnschedulable" in [e.reason for e in p.events]
 
 
@@ -179,7 +187,8 @@ def test_the_only_serving_group_is_never_moved_without_a_replacement() -> None:
     c.step(only + stuck, at=2)
     for at in (3, 60):
         p = c.step(only, at=at)
-        assert p.restart_groups == [] and c.budget(0) == 0, at
+        assert p.restart_groups == [], at
+        assert c.budget(0) == 0, at
     conditions = {x.type: x for x in c.svc.status.conditions}
     assert conditions["Progressing"].reason == "DrainBlocked"
     assert "cordoned node(s) gpu-node-0" in conditions["Progressing"].message
