@@ -272,6 +272,9 @@ def test_rollout_with_surge_replaces_one_ready_group_at_a_time_then_drops_it() -
     assert run(svc, live, midway + healthy_group(1) + surge).restart_groups == []
     one_done = healthy_group(0, revision="rev2") + healthy_group(1) + surge
     assert run(svc, live, one_done).restart_groups == [1]
+    last = [pod(1, r, revision="rev2", ready=False, uid=f"new-{r}") for r in range(2)]
+    recovering = run(svc, live, healthy_group(0, revision="rev2") + last + surge)
+    assert recovering.delete == []  # the surge serves until the last replaced group is Ready
     done = healthy_group(0, revision="rev2") + healthy_group(1, revision="rev2") + surge
     finished = run(svc, live, done)
     assert [key(o) for o in finished.delete] == [("StatefulSet", "llama-2")]
