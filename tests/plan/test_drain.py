@@ -151,7 +151,7 @@ def test_a_cordon_without_a_drain_is_moved_by_the_operator_after_the_eviction_wi
     assert c.budget(0) == 0
 
 
-def test_the_surge_group_stays_until_the_moved_group_is_ready_again() -> None:
+def test_the_surge_group_serves_until_the_moved_group_is_ready_again() -> None:
     c = Cluster()
     c.step(STUCK + SURGE, at=1)
     c.step(STUCK + SURGE, at=20)  # moved by the operator
@@ -164,6 +164,8 @@ def test_the_surge_group_stays_until_the_moved_group_is_ready_again() -> None:
         p = c.step(moved + others, at=21 + at)
         assert p.delete == [], at
         assert p.restart_groups == [], at
+        ready = {x.type: x.status for x in c.svc.status.conditions}["Ready"]
+        assert (c.svc.status.ready_replicas, ready) == (2, "True"), at  # the surge serves
     done = c.step(spread(0, ("gpu-node-3", "gpu-node-7"), uid="new") + others, at=30)
     assert [key(o) for o in done.delete] == [("StatefulSet", "llama-2")]
 

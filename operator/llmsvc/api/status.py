@@ -80,7 +80,12 @@ class LLMServiceStatus(StatusModel):
         default=None, ge=0, description="metadata.generation the status reflects."
     )
     replicas: int | None = Field(default=None, ge=0, description="Groups that exist.")
-    ready_replicas: int | None = Field(default=None, ge=0, description="Groups fully Ready.")
+    ready_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="Groups fully Ready; a Ready surge group counts in place of the group it "
+        "replaces during a rollout or a move off a cordoned node (at most spec.replicas).",
+    )
     updated_replicas: int | None = Field(
         default=None, ge=0, description="Groups running the current pod template."
     )

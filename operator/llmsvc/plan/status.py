@@ -183,7 +183,10 @@ def build_status(
     groups = sum(
         1 for d in decisions if ("StatefulSet", names.statefulset(svc.name, d.status.index)) in live
     )
-    ready = sum(1 for d in decisions if d.status.phase == "Ready")
+    # A Ready surge group serves in place of the group it replaces (up to spec.replicas).
+    ready = min(
+        sum(1 for d in decisions if d.status.phase == "Ready") + surge.ready, len(decisions)
+    )
     outdated = sum(1 for d in decisions if d.view is not None and d.view.outdated)
     router_ok = _router_available(svc, live)
     degraded = _degraded(decisions, conflicts, now)
