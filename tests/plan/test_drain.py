@@ -114,8 +114,10 @@ def test_a_ready_surge_relaxes_only_the_moving_groups_budget_and_deletes_nothing
     assert c.group_status(0)["movingSince"] == "2026-01-01T12:00:01Z"
     assert "movingSince" not in c.group_status(1)
     assert [e.reason for e in p.events] == ["Evacuating"]
+    assert p.recheck == EVICTION_WINDOW.total_seconds()  # look again when the window ends
     again = c.step(STUCK + SURGE, at=10)  # within the window: nothing to write
     assert again.writes == 0
+    assert again.recheck == EVICTION_WINDOW.total_seconds() - 9
 
 
 def test_a_surge_that_is_not_ready_keeps_every_budget_tight() -> None:
@@ -238,3 +240,19 @@ def test_turning_gang_off_reapplies_the_template_without_its_scheduling_group() 
     applied = [key(o) for o in p.apply]
     assert ("StatefulSet", "llama-0") in applied
     assert ("PodGroup", "llama-0") in [key(o) for o in p.delete]
+
+
+def test_a_group_left_alone_on_the_drained_node_is_held_once_the_other_waits_for_room() -> None:
+    c = Cluster()
+    both = spread(0, ("gpu-node-0", "gpu-node-4")) + spread(1, ("gpu-node-0", "gpu-node-5"))
+    stuck = [pod(2, r, unschedulable="0/8 nodes are available") for r in range(2)]
+    c.step(both + stuck, at=1)
+    assert (c.budget(0), c.budget(1)) == (RELAXED, 0)
+    waiting = [pod(0, r, uid=f"new-{r}", unschedulable="0/8 nodes are available") for r in range(2)]
+    p = c.step(waiting + both[2:], at=3)
+    assert p.restart_groups == []
+    assert (c.budget(0), c.budget(1)) == (0, 0)  # group 1 is all that serves: it stays
+    progressing = {x.type: x for x in c.svc.status.conditions}["Progressing"]
+    assert progressing.reason == "DrainBlocked"
+    assert progressing.message.startswith("group 1 stays on cordoned node(s) gpu-node-0")
+    assert p.recheck is None

@@ -139,6 +139,8 @@ class Runtime:
             finally:
                 self.metrics.duration.observe(time.perf_counter() - started)
         self._record(todo)
+        if todo is not None and todo.recheck is not None:  # an eviction window ends then
+            self.poke(namespace, name, delay=todo.recheck)
         if todo is None:
             self.metrics.forget(namespace, name)
         else:

@@ -26,6 +26,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from llmsvc.plan.groups import GroupView
+from llmsvc.plan.pods import parse_time
 
 # How long a relaxed budget waits for a drain's eviction (kubectl retries every 5 s) before the
 # operator deletes the ranks itself (a cordon without a drain).
@@ -48,6 +49,13 @@ def mark(views: Sequence[GroupView], cordoned: Collection[str]) -> list[GroupVie
 def window_over(since: datetime, now: datetime) -> bool:
     """Whether a budget relaxed at ``since`` has waited long enough for a drain's eviction."""
     return now - since >= EVICTION_WINDOW
+
+
+def recheck(moving: Sequence[str | None], now: datetime) -> float | None:
+    """Seconds until the first eviction window of ``moving`` (``movingSince`` times) ends, so that
+    a plain cordon is acted on then rather than at the next periodic resync; None if none runs."""
+    ends = [since + EVICTION_WINDOW for since in map(parse_time, moving) if since]
+    return max(0.0, (min(ends) - now).total_seconds()) if ends else None
 
 
 def may_move(views: Sequence[GroupView], surge_ready: bool) -> bool:

@@ -51,6 +51,7 @@ class Plan:
     evict: list[Obj] = field(default_factory=list)  # the pods of restart_groups, to delete
     # Rank pods by the state of their weight pull (PULL_STATES), for the operator's gauges.
     pulls: dict[str, int] = field(default_factory=dict)
+    recheck: float | None = None  # seconds until a relaxed budget's eviction window ends
 
     @property
     def writes(self) -> int:
@@ -113,9 +114,10 @@ def _may_roll(views: Sequence[GroupView], surge: Surge) -> int | None:
 
 def _held(views: Sequence[GroupView], surge: Surge, rolling: int | None) -> GroupView | None:
     """The group kept on a cordoned node because moving it would leave nothing serving."""
-    if rolling is not None or not surge.blocked or any(v.health() != "Ready" for v in views):
+    if rolling is not None or not surge.blocked or drain.may_move(views, surge.ready):
         return None
-    return next((v for v in views if v.evacuate and not v.outdated), None)
+    held = (v for v in views if v.evacuate and not v.outdated and v.health() == "Ready")
+    return next(held, None)
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,9 @@ def plan(
     if surge.rolling and surge.blocked and not svc.status.surge_blocked:
         message = f"no room for surge group {surge.index}: replacing groups one at a time"
         events.append(Event("Normal", "SurgeUnschedulable", message))
-    return Plan(apply, delete, restart, new_status, events, evict, pull_counts(groups.ranks))
+    recheck = drain.recheck([d.status.moving_since for d in decisions], now)
+    pulls = pull_counts(groups.ranks)
+    return Plan(apply, delete, restart, new_status, events, evict, pulls, recheck)
 
 
 def pull_counts(ranks: Sequence[tuple[Obj, PodFacts]]) -> dict[str, int]:
