@@ -4,8 +4,9 @@ A rank cannot rejoin a running NCCL world, so evicting one pod breaks the whole 
 allows no eviction while every rank is Ready (``maxUnavailable: 0``); ranks that are not Ready may
 be evicted (``unhealthyPodEvictionPolicy: AlwaysAllow``), so a group that is loading or broken never
 blocks a drain. ``kubectl drain`` of a node hosting a Ready group therefore waits, and the operator
-moves the group (a replacement group elsewhere first, then the old ranks are deleted, which a
-budget does not block): see ``plan/drain.py``.
+moves the group: a replacement group elsewhere first, then the planner relaxes this budget
+(``maxUnavailable: 100%``) for the moving group alone, so that the drain's own eviction takes
+its rank: see ``plan/drain.py``.
 """
 
 from __future__ import annotations
