@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from llmsvc.plan.groups import GroupView
 from llmsvc.plan.pods import parse_time
@@ -64,11 +65,9 @@ def may_move(views: Sequence[GroupView], surge_ready: bool) -> bool:
     return surge_ready or sum(1 for v in views if v.health() == "Ready") > 1
 
 
-def relax(pdb: dict[str, object]) -> dict[str, object]:
+def relax(pdb: dict[str, Any]) -> dict[str, Any]:
     """The budget ``pdb`` relaxed so that a drain may evict the moving group's ranks."""
-    spec = dict(pdb["spec"])  # type: ignore[call-overload]
-    spec["maxUnavailable"] = RELAXED
-    return pdb | {"spec": spec}
+    return pdb | {"spec": pdb["spec"] | {"maxUnavailable": RELAXED}}
 
 
 def held_message(view: GroupView, cordoned: Collection[str]) -> str:
