@@ -141,7 +141,9 @@ def _hand_over(base: GroupStatus, moving: str | None, now: datetime) -> GroupDec
     ranks, and delete them itself only once :data:`drain.EVICTION_WINDOW` has passed."""
     since = parse_time(moving)
     if since is None:
-        return GroupDecision("relax", replace_status(base, moving_since=format_time(now)), "new")
+        return GroupDecision(
+            "relax", replace_status(base, moving_since=format_time(now)), "relaxed"
+        )
     if not drain.window_over(since, now):
         return GroupDecision("relax", replace_status(base, moving_since=moving))
     return _rollout(base, "node cordoned")

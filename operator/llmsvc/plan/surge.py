@@ -2,10 +2,10 @@
 
 While some group runs an outdated pod template, the planner asks for group ``replicas`` (one past
 the last) with the new template. Only when it is Ready are the old groups replaced, one at a
-time, so serving capacity never drops below ``spec.replicas`` groups; it stays until the last
-replaced group is Ready again. When the surge group cannot
+time, so serving capacity never drops below ``spec.replicas`` groups. When the surge group cannot
 be scheduled (no spare GPUs), it is given up for the rest of this rollout and groups are replaced
-one at a time instead. The surge group goes away when no group is outdated any more.
+one at a time instead. The surge group goes away when no group is outdated (or on a cordoned
+node) any more and the last replaced group is Ready again.
 """
 
 from __future__ import annotations
