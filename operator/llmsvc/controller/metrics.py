@@ -55,7 +55,10 @@ class OperatorMetrics:
             )
 
         self.replicas = gauge("replicas", "Groups (model replicas) that exist.")
-        self.ready_replicas = gauge("ready_replicas", "Groups fully Ready.")
+        self.ready_replicas = gauge(
+            "ready_replicas",
+            "Groups fully Ready (a Ready surge group counts for the one it replaces).",
+        )
         self.failed_groups = gauge(
             "failed_groups", "Groups left down after exhausting restart.maxGroupRestarts."
         )
