@@ -142,8 +142,10 @@ def test_a_paused_engine_or_router_pod_is_missing_data_not_zero(
 ) -> None:
     ns = real_namespace
     serving(ns, "gone", tiny_model[0], scaleDownStabilizationSeconds=600)
+    realnode.wait_condition(ns, "gone", "Ready", READY_TIMEOUT)  # its leader is a scrape target
     wait_for(lambda: queue_value(ns, "gone") == 0, timeout=60, what="queue 0 served")
     engine = realnode.pod(ns, "gone-0-0")
+    assert realnode.condition(engine, "Ready")["status"] == "True"
     with realnode.paused(engine, "engine"):  # a hung engine: its pod is still Ready a while
         body = wait_for(lambda: missing(ns, "gone"), timeout=15, what="missing data (engine)")
     assert "missing (not zero)" in body["error"], body
