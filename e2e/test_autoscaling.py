@@ -3,7 +3,8 @@
 missing data, and KEDA's real CRD schema for the rendered ScaledObject.
 
 Engines and routers are real processes on loopback (see e2e/autoscale_harness.py); the pods they
-stand for are KWOK pods.
+stand for are KWOK pods. This is the fast variant, for clusters without the real node;
+e2e/test_realnode_autoscaling.py makes the same checks with real router and engine pods.
 """
 
 from __future__ import annotations
