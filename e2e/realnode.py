@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import subprocess
 import threading
 import time
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from e2e.helpers import cluster_setting, kubectl, kubectl_json, wait_for
+from e2e.helpers import cluster_setting, exists, kubectl, kubectl_json, pods, wait_for
 
 Manifest = dict[str, Any]
 
@@ -191,14 +192,23 @@ def elapsed(start: float) -> str:
     return f"{time.monotonic() - start:.1f} s"
 
 
-def engine_pid(pod_obj: Manifest) -> int:
-    """The host PID of a pod's engine process (its containerd task), to kill it for real."""
-    container_id = container_status(pod_obj, "engine")["containerID"].split("://", 1)[1]
+def _ctr(*args: str) -> str:
+    """``ctr`` against the real node's containerd (namespace ``k8s.io``, the kubelet's)."""
     sock = cluster_setting("CONTAINERD_SOCK")
-    tasks = subprocess.run(
-        ["ctr", "--address", sock, "--namespace", "k8s.io", "tasks", "ls"],
+    return subprocess.run(
+        ["ctr", "--address", sock, "--namespace", "k8s.io", *args],
         capture_output=True, text=True, check=True, timeout=30,
     ).stdout  # fmt: skip
+
+
+def _container_id(pod_obj: Manifest, container: str) -> str:
+    return str(container_status(pod_obj, container)["containerID"].split("://", 1)[1])
+
+
+def engine_pid(pod_obj: Manifest) -> int:
+    """The host PID of a pod's engine process (its containerd task), to kill it for real."""
+    container_id = _container_id(pod_obj, "engine")
+    tasks = _ctr("tasks", "ls")
     for line in tasks.splitlines()[1:]:
         task, pid, *_ = line.split()
         if task == container_id:
@@ -209,3 +219,32 @@ def engine_pid(pod_obj: Manifest) -> int:
 def is_ready_service(namespace: str, name: str) -> bool:
     """Whether the LLMService has condition Ready=True."""
     return condition(llmservice_status(namespace, name), "Ready").get("status") == "True"
+
+
+@contextmanager
+def paused(pod_obj: Manifest, container: str) -> Iterator[None]:
+    """Freeze a container's processes (containerd's cgroup freezer) and thaw them afterwards:
+    a hung process whose pod stays Ready until its readiness probe has failed enough times."""
+    container_id = _container_id(pod_obj, container)
+    _ctr("tasks", "pause", container_id)
+    try:
+        yield
+    finally:
+        _ctr("tasks", "resume", container_id)
+
+
+def place_router(namespace: str, name: str) -> None:
+    """Put the router Deployment on the real node (a user's own patch, kept by the operator)."""
+    deployment = f"{name}-router"
+    wait_for(lambda: exists("deployment", deployment, namespace), timeout=60, what=deployment)
+    patch = {"spec": {"template": {"spec": placement()}}}
+    kubectl("patch", "deployment", deployment, "-n", namespace, "-p", json.dumps(patch))
+
+
+def router_pod(namespace: str, name: str) -> Manifest | None:
+    """The router's Ready pod on the real node, if any."""
+    for found in pods(namespace, f"app.kubernetes.io/component=router,llmsvc.io/name={name}"):
+        on_node = found["spec"].get("nodeName") == node_name()
+        if on_node and condition(found, "Ready").get("status") == "True":
+            return found
+    return None

@@ -3,7 +3,8 @@
 missing data, and KEDA's real CRD schema for the rendered ScaledObject.
 
 Engines and routers are real processes on loopback (see e2e/autoscale_harness.py); the pods they
-stand for are KWOK pods.
+stand for are KWOK pods. This is the fast variant, for clusters without the real node;
+e2e/test_realnode_autoscaling.py makes the same checks with real router and engine pods.
 """
 
 from __future__ import annotations
@@ -15,23 +16,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from e2e.autoscale_harness import (
-    APISERVICE,
-    Fleet,
-    ReplicaRecorder,
-    loopback_node,
-    queue_path,
-    raw,
-    register_metrics_api,
-    replicas,
-    unregister_metrics_api,
+from e2e.autoscale_checks import (
+    burst,
+    engine_pods,
+    hpa_condition,
+    load,
+    metrics_api,
+    missing,
+    queue_value,
+    ready_reason,
+    unimodal,
 )
+from e2e.autoscale_harness import Fleet, ReplicaRecorder, loopback_node, replicas
 from e2e.conftest import Cluster
 from e2e.helpers import apply, is_ready, kubectl, kubectl_json, to_yaml, wait_for
-from e2e.operator_process import OperatorProcess, free_port
+from e2e.operator_process import OperatorProcess
 from llmsvc.api import parse
 from llmsvc.render import render
 
@@ -68,76 +69,15 @@ def loopback(cluster: Cluster) -> Iterator[None]:
 
 
 @pytest.fixture
-def metrics_api(loopback: None, namespace: str) -> Iterator[OperatorProcess]:
+def operator_api(loopback: None, namespace: str) -> Iterator[OperatorProcess]:
     """The operator (metrics API on, this namespace only), registered as the APIService."""
-    port = free_port()
-    operator = OperatorProcess(
-        namespaces=(namespace,),
-        extra_args=(
-            f"--metrics-api-address=127.0.0.1:{port}",
-            "--metrics-api-service=llmsvc-metrics-api",
-            f"--metrics-api-namespace={namespace}",
-            f"--metrics-api-apiservice={APISERVICE}",
-            "--scrape-interval=0.5",
-        ),
-    )
-    register_metrics_api(namespace, port)
-    operator.start()
-    try:
-        wait_for(_available, timeout=60, what=f"APIService Available (log: {operator.log})")
+    with metrics_api(namespace) as operator:
         yield operator
-    finally:
-        unregister_metrics_api()
-        operator.stop()
-
-
-def _available() -> bool:
-    api = kubectl_json("get", "apiservice", APISERVICE)
-    conditions = api.get("status", {}).get("conditions") or []
-    return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
-
-
-def queue_value(namespace: str, name: str) -> float | None:
-    """The served queue, or None when the API answers an error (missing data)."""
-    code, body = raw(queue_path(namespace, name))
-    if code != 0 or not body.get("items"):
-        return None
-    text = body["items"][0]["value"]
-    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
-
-
-async def complete(session: aiohttp.ClientSession, url: str, tokens: int) -> int:
-    body = {"model": "demo", "prompt": "hello", "max_tokens": tokens}
-    async with session.post(f"{url}/v1/completions", json=body) as response:
-        await response.read()
-        return response.status
-
-
-async def load(url: str, concurrency: int, seconds: float, tokens: int = 25) -> list[int]:
-    """``concurrency`` clients sending requests back to back for ``seconds``: their statuses."""
-    statuses: list[int] = []
-    deadline = asyncio.get_running_loop().time() + seconds
-    timeout = aiohttp.ClientTimeout(total=120)
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        while asyncio.get_running_loop().time() < deadline:
-            statuses.append(await complete(session, url, tokens))
-
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
-    return statuses
-
-
-def unimodal(sequence: list[int]) -> bool:
-    """Goes up (or stays), then down (or stays): no flapping."""
-    peak = sequence.index(max(sequence))
-    up, down = sequence[: peak + 1], sequence[peak:]
-    return up == sorted(up) and down == sorted(down, reverse=True)
 
 
 @pytest.mark.slow
 def test_queue_scales_up_through_the_hpa_drains_and_scales_back_down(
-    metrics_api: OperatorProcess, namespace: str
+    operator_api: OperatorProcess, namespace: str
 ) -> None:
     apply(llmservice("auto"), namespace)
     fleet = Fleet(namespace, "auto", sim_args=SIM_ARGS, router_args=ROUTER_ARGS)
@@ -166,7 +106,7 @@ def test_queue_scales_up_through_the_hpa_drains_and_scales_back_down(
 
 @pytest.mark.slow
 def test_a_stopped_engine_or_router_is_missing_data_not_zero(
-    metrics_api: OperatorProcess, namespace: str
+    operator_api: OperatorProcess, namespace: str
 ) -> None:
     apply(llmservice("gone", scaleDownStabilizationSeconds=600), namespace)
     fleet = Fleet(namespace, "gone", sim_args=SIM_ARGS)
@@ -177,14 +117,14 @@ def test_a_stopped_engine_or_router_is_missing_data_not_zero(
         leader = next(p for p in fleet.processes if "-router-" not in p)
         fleet.end(leader, dead=True)  # its pod stays Ready: a hung engine
         body = wait_for(
-            lambda: _error(queue_path(namespace, "gone")),
+            lambda: missing(namespace, "gone"),
             timeout=20,
             what="missing data after the engine stopped",
         )
         assert "missing (not zero)" in body["error"], body
         assert leader in body["error"]
         hpa = wait_for(
-            lambda: _hpa_condition(namespace, "gone", "ScalingActive", "False"),
+            lambda: hpa_condition(namespace, "gone", "ScalingActive", "False"),
             timeout=30,
             what="the HPA reporting the metric as unavailable",
         )
@@ -194,22 +134,9 @@ def test_a_stopped_engine_or_router_is_missing_data_not_zero(
         fleet.stop()
 
 
-def _error(path: str) -> dict[str, Any] | None:
-    code, body = raw(path)
-    return body if code != 0 else None
-
-
-def _hpa_condition(namespace: str, name: str, kind: str, status: str) -> dict[str, Any] | None:
-    hpa = kubectl_json("get", "hpa", name, "-n", namespace)
-    for condition in hpa.get("status", {}).get("conditions") or []:
-        if condition["type"] == kind and condition["status"] == status:
-            return dict(condition)
-    return None
-
-
 @pytest.mark.slow
 def test_scale_to_zero_and_back_without_losing_a_request(
-    metrics_api: OperatorProcess, namespace: str
+    operator_api: OperatorProcess, namespace: str
 ) -> None:
     apply(llmservice("nap", minReplicas=0, idleSecondsBeforeZero=3), namespace)
     fleet = Fleet(namespace, "nap", sim_args=SIM_ARGS)
@@ -220,15 +147,15 @@ def test_scale_to_zero_and_back_without_losing_a_request(
         url = wait_for(fleet.router_url, timeout=60, what="the router process")
         wait_for(lambda: replicas(namespace, "nap") == 0, timeout=60, what="scaled to zero")
         wait_for(
-            lambda: _ready_reason(namespace, "nap") == "ScaledToZero",
+            lambda: ready_reason(namespace, "nap") == "ScaledToZero",
             timeout=30,
             what="status ScaledToZero",
         )
         assert is_ready(kubectl_json("get", "llmservice", "nap", "-n", namespace))
         table = kubectl("get", "llmservice", "nap", "-n", namespace).stdout
         assert "ScaledToZero" in table, table
-        wait_for(lambda: not _leader_pods(namespace, "nap"), timeout=30, what="no engine pods")
-        statuses = asyncio.run(_burst(url, 4))
+        wait_for(lambda: not engine_pods(namespace, "nap"), timeout=30, what="no engine pods")
+        statuses = asyncio.run(burst(url, 4))
         assert statuses == [200] * 4, statuses
         # woken 0 -> 1 by the operator; the HPA may take the held queue on to 2 within a sample
         assert recorder.sequence[:2] == [1, 0], recorder.sequence
@@ -236,26 +163,6 @@ def test_scale_to_zero_and_back_without_losing_a_request(
     finally:
         recorder.stop()
         fleet.stop()
-
-
-async def _burst(url: str, n: int) -> list[int]:
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        return list(await asyncio.gather(*(complete(session, url, 5) for _ in range(n))))
-
-
-def _ready_reason(namespace: str, name: str) -> str:
-    svc = kubectl_json("get", "llmservice", name, "-n", namespace)
-    ready = [c for c in svc.get("status", {}).get("conditions") or [] if c["type"] == "Ready"]
-    return str(ready[0]["reason"]) if ready else ""
-
-
-def _leader_pods(namespace: str, name: str) -> list[dict[str, Any]]:
-    selector = f"llmsvc.io/name={name},app.kubernetes.io/component=engine"
-    items: list[dict[str, Any]] = kubectl_json("get", "pods", "-n", namespace, "-l", selector)[
-        "items"
-    ]
-    return items
 
 
 def keda_crd() -> Path:

@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from e2e import realnode
-from e2e.helpers import apply, exists, kubectl, kubectl_json, pods, wait_for
+from e2e.helpers import apply, kubectl, kubectl_json, wait_for
 from e2e.operator_process import OperatorProcess
 
 READY_TIMEOUT = 240.0
@@ -50,23 +50,6 @@ def forward(namespace: str, target: str, procs: list[subprocess.Popen[str]]) -> 
     return f"http://127.0.0.1:{match.group(1)}"
 
 
-def place_router(namespace: str, name: str) -> None:
-    """Put the router Deployment on the real node (a user's own patch, kept by the operator)."""
-    deployment = f"{name}-router"
-    wait_for(lambda: exists("deployment", deployment, namespace), timeout=60, what=deployment)
-    patch = {"spec": {"template": {"spec": realnode.placement()}}}
-    kubectl("patch", "deployment", deployment, "-n", namespace, "-p", json.dumps(patch))
-
-
-def router_pod(namespace: str, name: str) -> realnode.Manifest | None:
-    """The router's Ready pod on the real node, if any."""
-    for pod in pods(namespace, f"app.kubernetes.io/component=router,llmsvc.io/name={name}"):
-        on_node = pod["spec"].get("nodeName") == realnode.node_name()
-        if on_node and realnode.condition(pod, "Ready").get("status") == "True":
-            return pod
-    return None
-
-
 def chat(client: openai.OpenAI, model: str) -> str:
     """One chat completion's text."""
     reply = client.chat.completions.create(
@@ -83,9 +66,11 @@ def test_router_pod_serves_the_openai_client_through_its_service(
 ) -> None:
     ns = real_namespace
     apply(realnode.llmservice("chat", tiny_model[0]), ns)
-    place_router(ns, "chat")
+    realnode.place_router(ns, "chat")
     realnode.wait_condition(ns, "chat", "Ready", READY_TIMEOUT)
-    wait_for(lambda: router_pod(ns, "chat"), timeout=READY_TIMEOUT, what="the router pod Ready")
+    wait_for(
+        lambda: realnode.router_pod(ns, "chat"), timeout=READY_TIMEOUT, what="the router pod Ready"
+    )
 
     client = openai.OpenAI(base_url=forward(ns, "svc/chat", port_forward) + "/v1", api_key="x")
     assert chat(client, "chat")

@@ -24,18 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from e2e.autoscale_harness import (  # noqa: E402
-    APISERVICE,
-    Fleet,
-    loopback_node,
-    queue_path,
-    raw,
-    register_metrics_api,
-    unregister_metrics_api,
-)
+from e2e.autoscale_checks import load, metrics_api, queue_value  # noqa: E402
+from e2e.autoscale_harness import Fleet, loopback_node  # noqa: E402
 from e2e.helpers import apply, cluster_setting, kubectl, kubectl_json, wait_for  # noqa: E402
-from e2e.operator_process import OperatorProcess, free_port  # noqa: E402
-from e2e.test_autoscaling import SIM_ARGS, llmservice, load  # noqa: E402
+from e2e.test_autoscaling import SIM_ARGS, llmservice  # noqa: E402
 
 NAME = "step"
 TARGET = 2
@@ -65,19 +57,11 @@ def up() -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
 
 
-def queue(namespace: str) -> float | None:
-    code, body = raw(queue_path(namespace, NAME))
-    if code != 0 or not body.get("items"):
-        return None
-    text = body["items"][0]["value"]
-    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
-
-
 async def watch(namespace: str, timeline: Timeline, done: asyncio.Event) -> None:
     """Sample queue, spec.replicas and ready groups until ``done``; record the milestones."""
     while not done.is_set():
         svc = await asyncio.to_thread(kubectl_json, "get", "llmservice", NAME, "-n", namespace)
-        value = await asyncio.to_thread(queue, namespace)
+        value = await asyncio.to_thread(queue_value, namespace, NAME)
         wanted = int(svc["spec"]["replicas"])
         ready = int(svc.get("status", {}).get("readyReplicas") or 0)
         timeline.samples += 1
@@ -108,34 +92,28 @@ async def step(
 def run(args: argparse.Namespace) -> int:
     namespace = f"llmsvc-bench-autoscale-{int(time.time())}"
     kubectl("create", "namespace", namespace)
-    port = free_port()
-    operator = OperatorProcess(
-        namespaces=(namespace,),
-        extra_args=(f"--metrics-api-address=127.0.0.1:{port}",
-                    "--metrics-api-service=llmsvc-metrics-api",
-                    f"--metrics-api-namespace={namespace}",
-                    f"--metrics-api-apiservice={APISERVICE}", "--scrape-interval=0.5"),
-    )  # fmt: skip
-    register_metrics_api(namespace, port)
-    operator.start()
     fleet = Fleet(namespace, NAME, sim_args=SIM_ARGS, router_args=("--max-concurrency", "2"))
     undo = loopback_node(96)
     try:
-        apply(llmservice(NAME, scaleDownStabilizationSeconds=120), namespace)
-        fleet.start()
-        url = wait_for(fleet.router_url, timeout=60, what="the router process")
-        wait_for(lambda: queue(namespace) == 0, timeout=60, what="the queue metric served")
-        print(f"step: {args.clients} clients for {args.seconds:.0f} s, target {TARGET}/replica")
-        timeline, statuses = asyncio.run(step(url, namespace, args.clients, args.seconds))
-        lost = sum(1 for s in statuses if s != 200)
-        print(f"requests: {len(statuses)} answered, {lost} lost; {timeline.samples} samples")
-        return 0 if lost == 0 else 1
+        with metrics_api(namespace):
+            return measure(args, namespace, fleet)
     finally:
         fleet.stop()
         undo()
-        unregister_metrics_api()
-        operator.stop()
         kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def measure(args: argparse.Namespace, namespace: str, fleet: Fleet) -> int:
+    """The step against a running fleet and metrics API; 0 when no request was lost."""
+    apply(llmservice(NAME, scaleDownStabilizationSeconds=120), namespace)
+    fleet.start()
+    url = wait_for(fleet.router_url, timeout=60, what="the router process")
+    wait_for(lambda: queue_value(namespace, NAME) == 0, timeout=60, what="the queue metric served")
+    print(f"step: {args.clients} clients for {args.seconds:.0f} s, target {TARGET}/replica")
+    timeline, statuses = asyncio.run(step(url, namespace, args.clients, args.seconds))
+    lost = sum(1 for s in statuses if s != 200)
+    print(f"requests: {len(statuses)} answered, {lost} lost; {timeline.samples} samples")
+    return 0 if lost == 0 else 1
 
 
 def main() -> int:
