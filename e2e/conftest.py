@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from e2e import realnode
-from e2e.helpers import CLUSTER_DIR, REPO, cluster_setting, env_flag, kubectl
+from e2e.helpers import CLUSTER_DIR, REPO, cluster_setting, env_flag, kubectl, wait_established
 from e2e.operator_process import OperatorProcess
 
 CRD_DIR = Path(os.environ.get("LLMSVC_CRDS", REPO / "crds"))
@@ -102,7 +102,7 @@ def _install_crds(files: list[Path]) -> None:
         proc = kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path), check=False)
         if proc.returncode != 0:
             pytest.fail(f"the API server rejected {path}:\n{proc.stderr}", pytrace=False)
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"-f={p}" for p in files))
+    wait_established(*files)
 
 
 def _export_environment() -> None:

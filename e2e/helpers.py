@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -134,3 +135,24 @@ def cluster_setting(name: str) -> str:
 def env_flag(name: str) -> bool:
     """An environment switch such as LLMSVC_KEEP=1 (1/true/yes, case-insensitive)."""
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
+
+
+def established(path: Path | str) -> bool:
+    """Whether every CRD in file ``path`` is Established (False while its status is still empty)."""
+    doc = kubectl_json("get", "-f", str(path))
+    crds = doc["items"] if doc.get("kind") == "List" else [doc]
+    return bool(crds) and all(_condition(crd, "Established") == "True" for crd in crds)
+
+
+def _condition(obj: Mapping[str, Any], kind: str) -> str:
+    """The status ("True"/"False"/"Unknown") of condition ``kind`` of ``obj``, or ''."""
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((str(c.get("status")) for c in conditions if c.get("type") == kind), "")
+
+
+def wait_established(*paths: Path | str, timeout: float = 60) -> None:
+    """Wait until the API server serves the CRDs of ``paths``. (``kubectl wait
+    --for=condition=Established`` fails at once, instead of waiting, when it reads a CRD whose
+    status has no conditions yet: seen on a loaded machine right after the apply.)"""
+    for path in paths:
+        wait_for(partial(established, path), timeout=timeout, what=f"{path} Established")

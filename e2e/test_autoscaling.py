@@ -31,7 +31,7 @@ from e2e.autoscale_checks import (
 )
 from e2e.autoscale_harness import Fleet, ReplicaRecorder, loopback_node, replicas
 from e2e.conftest import Cluster
-from e2e.helpers import apply, is_ready, kubectl, kubectl_json, to_yaml, wait_for
+from e2e.helpers import apply, is_ready, kubectl, kubectl_json, to_yaml, wait_established, wait_for
 from e2e.operator_process import OperatorProcess
 from llmsvc.api import parse
 from llmsvc.render import render
@@ -185,7 +185,7 @@ def test_the_rendered_scaled_object_passes_kedas_real_crd_schema(
 ) -> None:
     crd = keda_crd()
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crd))
+    wait_established(crd)
     manifest = llmservice("keda", metrics="keda", minReplicas=0)
     manifest["metadata"]["namespace"] = namespace
     (scaled,) = [c for c in render(parse(manifest)) if c["kind"] == "ScaledObject"]

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from e2e.conftest import Cluster
-from e2e.helpers import CLUSTER_DIR, apply, exists, kubectl, kubectl_json, pods, wait_for
+from e2e.helpers import (
+    CLUSTER_DIR,
+    apply,
+    exists,
+    kubectl,
+    kubectl_json,
+    pods,
+    wait_established,
+    wait_for,
+)
 
 GPU = "nvidia.com/gpu"
 WIDGET_CRD = CLUSTER_DIR / "testdata" / "widgets.e2e.llmsvc.io.yaml"
@@ -121,7 +130,7 @@ def test_scheduler_counts_gpus_and_kwok_makes_pods_ready(
 def widget_crd(bare_cluster: Cluster) -> None:
     """The tiny test CRD with status and scale subresources."""
     kubectl("apply", "--server-side", "-f", str(WIDGET_CRD))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", f"-f={WIDGET_CRD}")
+    wait_established(WIDGET_CRD)
 
 
 def widget(name: str, replicas: int = 1) -> dict[str, Any]:

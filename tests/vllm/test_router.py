@@ -136,11 +136,9 @@ def test_streaming_through_the_router(routers: dict[str, str]) -> None:
     assert len(chunks) >= 2
 
 
-def test_client_disconnect_stops_generation_in_vllm(
-    routers: dict[str, str], single_servers: list[Rank]
-) -> None:
-    max_tokens = engine.MAX_MODEL_LEN - 64
-    before = gauge(single_servers, GENERATED)
+def disconnected_generation(routers: dict[str, str], servers: list[Rank], max_tokens: int) -> float:
+    """Tokens vLLM generated for a streamed request whose client left after the first event."""
+    before = gauge(servers, GENERATED)
     stream = client(routers["round-robin"]).chat.completions.create(
         model=engine.MODEL_NAME,
         messages=[{"role": "user", "content": "a long answer"}],
@@ -149,11 +147,24 @@ def test_client_disconnect_stops_generation_in_vllm(
         extra_body={"ignore_eos": True},
     )
     next(iter(stream))  # the first event: generation is under way
-    assert gauge(single_servers, RUNNING) == 1
+    assert gauge(servers, RUNNING) == 1
     stream.close()  # the client goes away
     deadline = time.monotonic() + 20
-    while gauge(single_servers, RUNNING) and time.monotonic() < deadline:
+    while gauge(servers, RUNNING) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert gauge(single_servers, RUNNING) == 0, "vLLM kept generating"
-    generated = gauge(single_servers, GENERATED) - before
-    assert generated < max_tokens, f"all {generated} tokens made: the abort came too late"
+    assert gauge(servers, RUNNING) == 0, "vLLM kept generating"
+    return gauge(servers, GENERATED) - before
+
+
+def test_client_disconnect_stops_generation_in_vllm(
+    routers: dict[str, str], single_servers: list[Rank]
+) -> None:
+    # The tiny model can make all its tokens before the abort arrives on a loaded machine, so
+    # up to three tries; without the abort every try makes them all and the test fails.
+    max_tokens = engine.MAX_MODEL_LEN - 64
+    made = []
+    for _ in range(3):
+        made.append(disconnected_generation(routers, single_servers, max_tokens))
+        if made[-1] < max_tokens:
+            break
+    assert made[-1] < max_tokens, f"{made} tokens made of {max_tokens}: the abort came too late"
