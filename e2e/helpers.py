@@ -21,6 +21,7 @@ T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER_DIR = REPO / "e2e" / "cluster"
 DEFAULT_TIMEOUT = 60.0
+APPLY_SECONDS_PER_OBJECT = 0.5  # a loaded API server (1,000 objects, 2 cores) takes ~0.2 s each
 
 
 class KubectlError(AssertionError):
@@ -66,9 +67,18 @@ def apply(
     namespace: str | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """`kubectl apply` manifests given as dicts (server-side validation, like a user would)."""
+    """`kubectl apply` manifests given as dicts (server-side validation, like a user would).
+
+    The timeout grows with the number of objects: a thousand take minutes on a busy server."""
+    docs = [objects] if isinstance(objects, Mapping) else list(objects)
     ns = ["-n", namespace] if namespace else []
-    return kubectl("apply", *ns, "-f", "-", input=to_yaml(objects), check=check)
+    timeout = apply_timeout(len(docs))
+    return kubectl("apply", *ns, "-f", "-", input=to_yaml(docs), check=check, timeout=timeout)
+
+
+def apply_timeout(count: int) -> float:
+    """Seconds `kubectl apply` of ``count`` objects may take: the default plus a share each."""
+    return DEFAULT_TIMEOUT + APPLY_SECONDS_PER_OBJECT * count
 
 
 def wait_for(
