@@ -144,3 +144,22 @@ def cluster_setting(name: str) -> str:
 def env_flag(name: str) -> bool:
     """An environment switch such as LLMSVC_KEEP=1 (1/true/yes, case-insensitive)."""
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
+
+
+def apiserver_requests() -> dict[tuple[str, str], float]:
+    """kube-apiserver's own count of the requests it served, by (verb, resource), from its
+    /metrics (``apiserver_request_total``); subresources and non-resource URLs are left out."""
+    text = kubectl("get", "--raw", "/metrics").stdout
+    counts: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        labels = dict(
+            part.split("=", 1) for part in head[len("apiserver_request_total{") : -1].split(",")
+        )
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        if labels.get("resource") and not labels.get("subresource"):
+            slot = (labels["verb"], labels["resource"])
+            counts[slot] = counts.get(slot, 0.0) + float(value)
+    return counts

@@ -1,12 +1,15 @@
 """Per-process state of the operator: the API client, known objects, locks and debounced triggers.
 
 Every reconcile is triggered through :meth:`Runtime.poke`: a watch event of an LLMService or of
-one of its children, or the periodic resync that walks every known LLMService spread evenly over
+one of its children (from :class:`llmsvc.controller.cache.Cache`, whose stores also answer the
+reconciles' reads), or the periodic resync that walks every known LLMService spread evenly over
 the resync period. Pokes that arrive before the reconcile starts are merged into it, reconciles
 of one object never overlap, at most ``workers`` run at once, and a failed reconcile is retried
 with backoff, never sooner than a throttling API server's ``Retry-After`` (pokes that arrive in
-the meantime are merged into that retry). None of this needs a finalizer on the LLMService, so
-deleting one never waits for the operator.
+the meantime are merged into that retry). Event-driven reconciles take priority: the resync
+sweep runs at most ``sweepers`` reconciles at once, so the others are always free for events,
+and an event turns a pending sweep reconcile of the same object into an event-driven one. None
+of this needs a finalizer on the LLMService, so deleting one never waits for the operator.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from llmsvc.controller.cache import Cache
 from llmsvc.controller.discovery import Discovery
 from llmsvc.controller.kube import Kube, retry_after
 from llmsvc.controller.metrics import OperatorMetrics
@@ -53,27 +57,40 @@ class Runtime:
     resync: float = 30.0
     debounce: float = 0.5
     workers: int = 16
+    sweepers: int = 2
+    namespaces: tuple[str, ...] = ()
     kube: Kube | None = None
     discovery: Discovery | None = None
+    cache: Cache | None = None
     known: set[Ref] = field(default_factory=set)
     _api: ApiClient | None = None
     _locks: dict[Ref, asyncio.Lock] = field(default_factory=dict)
-    _pending: dict[Ref, asyncio.Task[None]] = field(default_factory=dict)
+    _pending: dict[Ref, tuple[asyncio.Task[None], bool]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _slots: asyncio.Semaphore | None = None
+    _sweep: asyncio.Semaphore | None = None
 
     def attach(self, api: ApiClient) -> None:
-        """Start talking to the API server through ``api``, and start the resync loop."""
+        """Start talking to the API server through ``api``: the watch caches and the resync."""
         self._api = api
-        self.kube = Kube(api, on_write=self.metrics.count_write)
+        self.cache = Cache(api, self.poke, self.seen, self.namespaces)
+        cache = self.cache
+        self.kube = Kube(
+            api, on_write=self.metrics.count_write, on_stored=cache.remember,
+            on_deleted=cache.forget,
+        )  # fmt: skip
         self.discovery = Discovery(self.kube)
         self._slots = asyncio.Semaphore(self.workers)
+        self._sweep = asyncio.Semaphore(self.sweepers)
+        cache.start()
         self._tasks.append(asyncio.create_task(self._resync_loop()))
 
     async def close(self) -> None:
-        """Cancel pending work and close the API client."""
-        for task in [*self._pending.values(), *self._tasks]:
+        """Cancel pending work, stop the watches and close the API client."""
+        for task in [*(t for t, _ in self._pending.values()), *self._tasks]:
             task.cancel()
+        if self.cache is not None:
+            await self.cache.close()
         if self._api is not None:
             await self._api.close()
 
@@ -85,21 +102,36 @@ class Runtime:
         else:
             self.known.add((namespace, name))
 
-    def poke(self, namespace: str, name: str, delay: float | None = None) -> None:
+    def poke(
+        self, namespace: str, name: str, delay: float | None = None, sweep: bool = False
+    ) -> None:
         """Schedule a reconcile soon; pokes arriving before it starts are merged into it.
 
-        A child labelled ``llmsvc.io/name=`` (empty) names no LLMService and is ignored."""
+        ``sweep``: a poke of the resync sweep, which yields to event-driven reconciles. A child
+        labelled ``llmsvc.io/name=`` (empty) names no LLMService and is ignored."""
         if not name:
             return
         ref = (namespace, name)
-        if ref in self._pending and not self._pending[ref].done():
-            return
+        task, swept = self._pending.get(ref, (None, False))
+        if task is not None and not task.done():
+            if sweep or not swept:
+                return
+            task.cancel()  # an event arrived for an object the sweep is still queueing
         wait = self.debounce if delay is None else delay
-        self._pending[ref] = asyncio.create_task(self._later(ref, wait, attempt=0))
+        later = self._later(ref, wait, attempt=0, sweep=sweep)
+        self._pending[ref] = (asyncio.create_task(later), sweep)
 
-    async def _later(self, ref: Ref, wait: float, attempt: int) -> None:
+    async def _later(self, ref: Ref, wait: float, attempt: int, sweep: bool = False) -> None:
         await asyncio.sleep(wait)
-        self._pending.pop(ref, None)
+        if sweep and self._sweep is not None:
+            async with self._sweep:
+                self._pending.pop(ref, None)
+                await self._attempt(ref, attempt, sweep)
+        else:
+            self._pending.pop(ref, None)
+            await self._attempt(ref, attempt, sweep)
+
+    async def _attempt(self, ref: Ref, attempt: int, sweep: bool) -> None:
         try:
             await self.reconcile(*ref)
         except Exception as error:  # retried with backoff; the resync would retry anyway
@@ -111,7 +143,8 @@ class Runtime:
                 log.warning("%s/%s: throttled by the API server; retrying in %.1f s", *ref, delay)
             else:
                 log.exception("reconcile of %s/%s failed (attempt %d)", *ref, attempt + 1)
-            self._pending[ref] = asyncio.create_task(self._later(ref, delay, attempt + 1))
+            retry = self._later(ref, delay, attempt + 1, sweep)
+            self._pending[ref] = (asyncio.create_task(retry), False)  # events merge into it
 
     async def _resync_loop(self) -> None:
         """Poke every known LLMService once per resync period, spread evenly over it."""
@@ -122,7 +155,7 @@ class Runtime:
             for ref in refs:
                 await asyncio.sleep(self.resync / len(refs))
                 if ref in self.known:
-                    self.poke(*ref, delay=0)
+                    self.poke(*ref, delay=0, sweep=True)
 
     async def reconcile(self, namespace: str, name: str) -> Plan | None:
         """Run one reconcile of ``namespace/name``, serialised per object, and record metrics."""
@@ -132,7 +165,9 @@ class Runtime:
         async with lock, self._slots:
             started = time.perf_counter()
             try:
-                todo = await reconcile(self.kube, namespace, name, self.settings, self.discovery)
+                todo = await reconcile(
+                    self.kube, namespace, name, self.settings, self.discovery, reads=self.cache
+                )
             except Exception:
                 self.metrics.reconciles.labels(result="error").inc()
                 raise
