@@ -146,6 +146,28 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
 
 
+# What the operator reads: LLMServices, their children, their pods, cordoned nodes.
+OPERATOR_RESOURCES = frozenset({
+    "llmservices", "statefulsets", "deployments", "services", "serviceaccounts", "roles",
+    "rolebindings", "horizontalpodautoscalers", "networkpolicies", "poddisruptionbudgets",
+    "podgroups", "scaledobjects", "pods", "nodes",
+})  # fmt: skip
+READ_VERBS = ("GET", "LIST")
+
+
+def reads_between(
+    before: Mapping[tuple[str, str], float], after: Mapping[tuple[str, str], float]
+) -> dict[tuple[str, str], float]:
+    """GET and LIST requests on the operator's resources between two apiserver_requests()."""
+    return {
+        slot: after[slot] - before.get(slot, 0.0)
+        for slot in after
+        if slot[0] in READ_VERBS
+        and slot[1] in OPERATOR_RESOURCES
+        and after[slot] > before.get(slot, 0.0)
+    }
+
+
 def apiserver_requests() -> dict[tuple[str, str], float]:
     """kube-apiserver's own count of the requests it served, by (verb, resource), from its
     /metrics (``apiserver_request_total``); subresources and non-resource URLs are left out."""

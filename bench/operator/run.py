@@ -1,14 +1,20 @@
 """`make bench-operator N=100`: how fast and how quietly the operator brings N LLMServices to Ready.
 
-On the local control plane (KWOK fake GPU nodes, sized for the run), it measures in ONE run:
+On the local control plane (KWOK fake GPU nodes, sized for the run, up to N=1000), it measures in
+ONE run:
 
 * baseline: the same pods as N plain StatefulSets applied directly (no operator) until all are
   ready: the floor the control plane itself sets;
+* `kubectl apply` of the N LLMServices with no operator running (then deleted again);
 * the operator: N LLMServices (two in three single-GPU, one in three two-node TP=8 PP=2) applied
-  at once, time until each reports Ready (p50/p99 per object, total), API writes per LLMService,
-  writes during a steady-state window (goal 0), and the operator's peak RSS.
+  at once while it runs (how long the apply takes), time until each reports Ready (p50/p99 per
+  object, total), API writes per LLMService, its CPU time until Ready; then a steady-state window
+  (no client polls meanwhile): writes, and GET/LIST requests on the operator's resources as
+  kube-apiserver counts them (apiserver_request_total, goal 0 for both), its CPU time at rest,
+  and its peak RSS (with the RSS right after start, for a figure per 1,000 objects).
 
 Routers are disabled so that N pods of routers do not need CPU nodes; everything else is real.
+The load average of the machine is printed with the figures (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -29,7 +35,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from e2e.helpers import apply, kubectl, kubectl_json  # noqa: E402
+from e2e.helpers import (  # noqa: E402
+    apiserver_requests,
+    apply,
+    kubectl,
+    kubectl_json,
+    reads_between,
+)
 from e2e.operator_process import OperatorProcess  # noqa: E402
 
 MULTI_EVERY = 3  # every third LLMService spans two 8-GPU nodes
@@ -132,46 +144,68 @@ def baseline(n: int, ns: str, timeout: float) -> float:
     return total
 
 
+def timed_apply(objs: list[dict[str, Any]], ns: str) -> float:
+    """Seconds `kubectl apply` of ``objs`` takes."""
+    start = time.monotonic()
+    apply(objs, ns)
+    return time.monotonic() - start
+
+
+def apply_alone(n: int, ns: str) -> float:
+    """`kubectl apply` of the N LLMServices with no operator running (then deleted)."""
+    fresh_namespace(ns)
+    seconds = timed_apply([spec(i)[0] for i in range(n)], ns)
+    kubectl("delete", "namespace", ns, "--wait=true", timeout=900)
+    return seconds
+
+
 def operator_run(n: int, ns: str, timeout: float, steady: float) -> dict[str, float]:
     fresh_namespace(ns)
     op = OperatorProcess(resync=30, namespaces=(ns,))  # alone, even on a shared cluster
     op.start()
     try:
-        before = op.writes()
-        apply([spec(i)[0] for i in range(n)], ns)
+        time.sleep(2)
+        idle_rss, before, cpu0 = op.memory_mib("VmRSS"), op.writes(), op.cpu_seconds()
+        apply_s = timed_apply([spec(i)[0] for i in range(n)], ns)
         times = sorted(wait_all(ns, "llmservices", llm_ready, n, timeout).values())
-        to_ready = op.writes() - before
-        time.sleep(5)  # let the last status writes land before the quiet window
-        quiet_start = op.writes()
+        to_ready, cpu_ready = op.writes() - before, op.cpu_seconds() - cpu0
+        time.sleep(10)  # let the last status writes land before the quiet window
+        quiet_start, requests, cpu1 = op.writes(), apiserver_requests(), op.cpu_seconds()
         time.sleep(steady)
-        steady_writes = op.writes() - quiet_start
-        rss = peak_rss_mib(op)
+        reads = reads_between(requests, apiserver_requests())
+        steady_writes, cpu_rest = op.writes() - quiet_start, op.cpu_seconds() - cpu1
+        rss = op.memory_mib()
     finally:
         op.stop()
         kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    gets = sum(v for (verb, _), v in reads.items() if verb == "GET")
+    lists = sum(v for (verb, _), v in reads.items() if verb == "LIST")
     return {"p50": statistics.median(times), "p99": times[max(0, math.ceil(0.99 * n) - 1)],
-            "total": times[-1], "writes_per_object": to_ready / n,
-            "steady_writes": steady_writes, "rss_mib": rss}  # fmt: skip
+            "total": times[-1], "writes_per_object": to_ready / n, "apply_s": apply_s,
+            "steady_writes": steady_writes, "steady_gets": gets, "steady_lists": lists,
+            "cpu_ready_s": cpu_ready, "cpu_rest_s": cpu_rest, "rss_mib": rss,
+            "idle_rss_mib": idle_rss}  # fmt: skip
 
 
-def peak_rss_mib(op: OperatorProcess) -> float:
-    assert op.proc is not None
-    for line in Path(f"/proc/{op.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def report(n: int, base: float, r: dict[str, float], steady: float) -> str:
+def report(n: int, base: float, alone: float, r: dict[str, float], steady: float) -> str:
+    per_1000 = (r["rss_mib"] - r["idle_rss_mib"]) / n * 1000
     rows = [
         ("LLMServices (1/3 two-node, 2/3 one-GPU)", f"{n}"),
         ("baseline: plain StatefulSets all ready", f"{base:.1f} s"),
         ("operator: all Ready (total)", f"{r['total']:.1f} s  ({r['total'] / base:.2f}x baseline)"),
         ("operator: per object p50 / p99", f"{r['p50']:.1f} s / {r['p99']:.1f} s"),
         ("API writes per LLMService to Ready", f"{r['writes_per_object']:.1f}"),
-        (f"API writes in {steady:.0f} s of steady state (goal 0)", f"{r['steady_writes']:.0f}"),
-        ("operator peak RSS", f"{r['rss_mib']:.0f} MiB"),
-    ]
+        ("operator CPU until Ready", f"{r['cpu_ready_s']:.1f} s"),
+        (f"steady state ({steady:.0f} s): writes / GET / LIST (goal 0)",
+         f"{r['steady_writes']:.0f} / {r['steady_gets']:.0f} / {r['steady_lists']:.0f}"),
+        (f"operator CPU in {steady:.0f} s at rest", f"{r['cpu_rest_s']:.2f} s"),
+        ("operator peak RSS (right after start)",
+         f"{r['rss_mib']:.0f} MiB ({r['idle_rss_mib']:.0f} MiB)"),
+        ("  growth per 1,000 LLMServices", f"{per_1000:.0f} MiB"),
+        ("kubectl apply of all: without / with operator",
+         f"{alone:.1f} s / {r['apply_s']:.1f} s  ({r['apply_s'] / alone:.2f}x)"),
+        ("load average (1/5/15 min) at the end", " / ".join(f"{x:.1f}" for x in os.getloadavg())),
+    ]  # fmt: skip
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -195,11 +229,14 @@ def main() -> int:
     print(f"cluster: {whole + shared} extra fake 8-GPU nodes for {gpus} GPUs", flush=True)
     try:
         base = baseline(args.n, "llmsvc-bench-base", args.timeout)
+        alone = apply_alone(args.n, "llmsvc-bench-alone")
         result = operator_run(args.n, "llmsvc-bench", args.timeout, args.steady_seconds)
     finally:
         kubectl("delete", "nodes", "-l", "llmsvc.io/pool=bench", "--wait=false", check=False)
-    print(report(args.n, base, result, args.steady_seconds))
-    print(json.dumps({"n": args.n, "baseline_s": base, **result}))
+    print(report(args.n, base, alone, result, args.steady_seconds))
+    load = os.getloadavg()
+    print(json.dumps({"n": args.n, "baseline_s": base, "apply_alone_s": alone, **result,
+                      "load": load}))  # fmt: skip
     return 0
 
 

@@ -1,5 +1,6 @@
 """Event-driven reconciles go before the resync sweep: the sweep may use only ``sweepers`` of the
-``workers`` slots, and an event for an object the sweep still queues makes it event-driven.
+``workers`` slots, and an event for an object the sweep still queues makes it event-driven. The
+sweep skips only LLMServices that time alone cannot change (:func:`settled`).
 
 The reconcile itself is replaced by a slow stand-in: what is tested is the runtime's scheduling,
 which decides when a reconcile starts, not what a reconcile does."""
@@ -11,7 +12,7 @@ import time
 
 from llmsvc.controller.metrics import OperatorMetrics
 from llmsvc.controller.reconciler import Settings
-from llmsvc.controller.runtime import Runtime
+from llmsvc.controller.runtime import Runtime, settled
 from llmsvc.plan import Plan
 
 SWEPT = 40
@@ -59,3 +60,19 @@ async def test_an_event_for_an_object_queued_by_the_sweep_jumps_the_queue() -> N
     await asyncio.sleep(SLOW)
     assert slow.started[("ml", f"s{SWEPT - 1}")] - poked < SLOW
     await slow.close()
+
+
+def status(*groups: dict[str, object], ready: str = "True") -> dict[str, object]:
+    return {"status": {"conditions": [{"type": "Ready", "status": ready}], "groups": list(groups)}}
+
+
+def test_only_a_ready_service_without_open_restart_windows_is_settled() -> None:
+    assert settled(status({"index": 0, "phase": "Ready"}))
+    assert not settled(status({"index": 0, "phase": "Ready"}, ready="False"))
+    assert not settled(status({"index": 0, "phase": "Starting"}))
+    # A restart's backoff window closes with time alone: the sweep must keep passing it.
+    restarted = {"index": 0, "phase": "Ready", "lastRestartTime": "2026-11-30T00:00:00Z"}
+    assert not settled(status(restarted))
+    assert not settled(None)
+    moving = {"index": 0, "phase": "Ready", "movingSince": "2026-11-30T00:00:00Z"}
+    assert not settled(status(moving))

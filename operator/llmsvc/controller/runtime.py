@@ -8,8 +8,11 @@ of one object never overlap, at most ``workers`` run at once, and a failed recon
 with backoff, never sooner than a throttling API server's ``Retry-After`` (pokes that arrive in
 the meantime are merged into that retry). Event-driven reconciles take priority: the resync
 sweep runs at most ``sweepers`` reconciles at once, so the others are always free for events,
-and an event turns a pending sweep reconcile of the same object into an event-driven one. None
-of this needs a finalizer on the LLMService, so deleting one never waits for the operator.
+and an event turns a pending sweep reconcile of the same object into an event-driven one. The
+sweep skips an LLMService that is settled (every group Ready, no restart bookkeeping that time
+alone could change) and whose inputs in the watch caches are exactly those of its last pass that
+wrote nothing: that pass would find nothing to do again. None of this needs a finalizer on the
+LLMService, so deleting one never waits for the operator.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -30,12 +34,24 @@ from llmsvc.controller.reconciler import Settings, reconcile
 from llmsvc.plan import Plan
 
 Ref = tuple[str, str]  # (namespace, name)
+Obj = dict[str, Any]
 log = logging.getLogger("llmsvc.operator")
 
 
 def terminating(error: ApiException) -> bool:
     """A write refused because the namespace is being deleted."""
     return error.status == 403 and "because it is being terminated" in str(error.body or "")
+
+
+def settled(body: Obj | None) -> bool:
+    """Whether an LLMService's status leaves nothing for time alone to change: Ready and neither
+    Progressing nor Reconciling, every group Ready, no restart whose backoff window is still
+    open, no group moving off a cordoned node."""
+    status = (body or {}).get("status") or {}
+    conditions = status.get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    groups = status.get("groups") or []
+    return ready and all(g.get("phase") == "Ready" and not g.get("lastRestartTime") for g in groups)
 
 
 def retry_delay(error: Exception, attempt: int, cap: float) -> float:
@@ -69,6 +85,7 @@ class Runtime:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _slots: asyncio.Semaphore | None = None
     _sweep: asyncio.Semaphore | None = None
+    _quiet: dict[Ref, tuple[object, ...]] = field(default_factory=dict)  # inputs of a no-op pass
 
     def attach(self, api: ApiClient) -> None:
         """Start talking to the API server through ``api``: the watch caches and the resync."""
@@ -99,6 +116,7 @@ class Runtime:
         if deleted:
             self.known.discard((namespace, name))
             self._locks.pop((namespace, name), None)
+            self._quiet.pop((namespace, name), None)
         else:
             self.known.add((namespace, name))
 
@@ -132,6 +150,9 @@ class Runtime:
             await self._attempt(ref, attempt, sweep)
 
     async def _attempt(self, ref: Ref, attempt: int, sweep: bool) -> None:
+        if sweep and await self._unchanged(ref):
+            self.metrics.reconciles.labels(result="unchanged").inc()
+            return
         try:
             await self.reconcile(*ref)
         except Exception as error:  # retried with backoff; the resync would retry anyway
@@ -176,6 +197,7 @@ class Runtime:
         self._record(todo)
         if todo is not None and todo.recheck is not None:  # an eviction window ends then
             self.poke(namespace, name, delay=todo.recheck)
+        await self._remember_quiet((namespace, name), todo)
         if todo is None:
             self.metrics.forget(namespace, name)
         else:
@@ -184,6 +206,28 @@ class Runtime:
             if todo.pulls:  # an invalid spec plans nothing: keep the last values
                 self.metrics.observe_pulls(namespace, name, todo.pulls)
         return todo
+
+    async def _unchanged(self, ref: Ref) -> bool:
+        """Whether the last pass of ``ref`` wrote nothing and its inputs are still the same
+        (the cluster's capabilities included: asking refreshes them every few minutes)."""
+        quiet = self._quiet.get(ref)
+        if quiet is None or self.cache is None:
+            return False
+        if self.discovery is not None:
+            await self.discovery.capabilities(ref[0])
+        return quiet == self._inputs(ref)
+
+    def _inputs(self, ref: Ref) -> tuple[object, ...]:
+        assert self.cache is not None
+        caps = self.discovery.current() if self.discovery else None
+        return self.cache.fingerprint(*ref), caps
+
+    async def _remember_quiet(self, ref: Ref, todo: Plan | None) -> None:
+        self._quiet.pop(ref, None)
+        if self.cache is None or todo is None or todo.writes or todo.recheck is not None:
+            return
+        if settled(await self.cache.llmservice(*ref)):
+            self._quiet[ref] = self._inputs(ref)
 
     def _record(self, todo: Plan | None) -> None:
         result = "gone" if todo is None else "changed" if todo.writes else "unchanged"
