@@ -4,7 +4,8 @@ On the local control plane (KWOK fake GPU nodes, sized for the run, up to N=1000
 ONE run:
 
 * baseline: the same pods as N plain StatefulSets applied directly (no operator) until all are
-  ready: the floor the control plane itself sets;
+  ready: the floor the control plane itself sets (every time is counted from the start of the
+  `kubectl apply`);
 * `kubectl apply` of the N LLMServices with no operator running (then deleted again);
 * the operator: N LLMServices (two in three single-GPU, one in three two-node TP=8 PP=2) applied
   at once while it runs (how long the apply takes), time until each reports Ready (p50/p99 per
@@ -27,14 +28,16 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from bench.operator import lws  # noqa: E402
 from e2e.helpers import (  # noqa: E402
     apiserver_requests,
     apply,
@@ -107,9 +110,12 @@ def bench_nodes(whole: int, shared: int) -> list[dict[str, Any]]:
     return nodes
 
 
-def wait_all(ns: str, kind: str, done: Any, n: int, timeout: float) -> dict[str, float]:
-    """Poll ``kind`` in ``ns``; returns name -> seconds until ``done(obj)`` first held."""
-    start, seen = time.monotonic(), dict[str, float]()
+def wait_all(
+    ns: str, kind: str, done: Any, n: int, timeout: float, *, start: float | None = None
+) -> dict[str, float]:
+    """Poll ``kind`` in ``ns``; returns name -> seconds from ``start`` (the start of the apply;
+    default: now) until ``done(obj)`` first held."""
+    start, seen = start or time.monotonic(), dict[str, float]()
     while len(seen) < n and time.monotonic() - start < timeout:
         for obj in kubectl_json("get", kind, "-n", ns, timeout=120)["items"]:
             name = obj["metadata"]["name"]
@@ -138,8 +144,9 @@ def fresh_namespace(name: str) -> None:
 def baseline(n: int, ns: str, timeout: float) -> float:
     fresh_namespace(ns)
     objs = [plain_statefulset(i, *spec(i)[1:]) for i in range(n)]
+    start = time.monotonic()
     apply(objs, ns)
-    total = max(wait_all(ns, "statefulsets", sts_ready, n, timeout).values())
+    total = max(wait_all(ns, "statefulsets", sts_ready, n, timeout, start=start).values())
     kubectl("delete", "namespace", ns, "--wait=true", timeout=600)
     return total
 
@@ -159,32 +166,65 @@ def apply_alone(n: int, ns: str) -> float:
     return seconds
 
 
-def operator_run(n: int, ns: str, timeout: float, steady: float) -> dict[str, float]:
-    fresh_namespace(ns)
-    op = OperatorProcess(resync=30, namespaces=(ns,))  # alone, even on a shared cluster
-    op.start()
-    try:
-        time.sleep(2)
-        idle_rss, before, cpu0 = op.memory_mib("VmRSS"), op.writes(), op.cpu_seconds()
-        apply_s = timed_apply([spec(i)[0] for i in range(n)], ns)
-        times = sorted(wait_all(ns, "llmservices", llm_ready, n, timeout).values())
-        to_ready, cpu_ready = op.writes() - before, op.cpu_seconds() - cpu0
-        time.sleep(10)  # let the last status writes land before the quiet window
-        quiet_start, requests, cpu1 = op.writes(), apiserver_requests(), op.cpu_seconds()
-        time.sleep(steady)
-        reads = reads_between(requests, apiserver_requests())
-        steady_writes, cpu_rest = op.writes() - quiet_start, op.cpu_seconds() - cpu1
-        rss = op.memory_mib()
-    finally:
-        op.stop()
-        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+class Measured(Protocol):
+    """A controller process: the operator's or LWS's."""
+
+    def cpu_seconds(self) -> float: ...
+
+    def memory_mib(self, field: str = "VmHWM") -> float: ...
+
+
+def measure(proc: Measured, writes: Callable[[], float], objs: list[dict[str, Any]], ns: str,
+            *, kind: str, ready: Callable[[dict[str, Any]], bool], timeout: float,
+            steady: float) -> dict[str, float]:  # fmt: skip
+    """Apply ``objs`` while ``proc`` runs; time to Ready, writes, CPU, reads and writes at rest."""
+    n = len(objs)
+    time.sleep(2)
+    idle_rss, before, cpu0 = proc.memory_mib("VmRSS"), writes(), proc.cpu_seconds()
+    start = time.monotonic()
+    apply_s = timed_apply(objs, ns)
+    times = sorted(wait_all(ns, kind, ready, n, timeout, start=start).values())
+    to_ready, cpu_ready = writes() - before, proc.cpu_seconds() - cpu0
+    time.sleep(10)  # let the last status writes land before the quiet window
+    quiet_start, requests, cpu1 = writes(), apiserver_requests(), proc.cpu_seconds()
+    time.sleep(steady)
+    reads = reads_between(requests, apiserver_requests())
+    steady_writes, cpu_rest = writes() - quiet_start, proc.cpu_seconds() - cpu1
     gets = sum(v for (verb, _), v in reads.items() if verb == "GET")
     lists = sum(v for (verb, _), v in reads.items() if verb == "LIST")
     return {"p50": statistics.median(times), "p99": times[max(0, math.ceil(0.99 * n) - 1)],
             "total": times[-1], "writes_per_object": to_ready / n, "apply_s": apply_s,
             "steady_writes": steady_writes, "steady_gets": gets, "steady_lists": lists,
-            "cpu_ready_s": cpu_ready, "cpu_rest_s": cpu_rest, "rss_mib": rss,
+            "cpu_ready_s": cpu_ready, "cpu_rest_s": cpu_rest, "rss_mib": proc.memory_mib(),
             "idle_rss_mib": idle_rss}  # fmt: skip
+
+
+def operator_run(n: int, ns: str, timeout: float, steady: float) -> dict[str, float]:
+    fresh_namespace(ns)
+    op = OperatorProcess(resync=30, namespaces=(ns,))  # alone, even on a shared cluster
+    op.start()
+    try:
+        objs = [spec(i)[0] for i in range(n)]
+        return measure(op, op.writes, objs, ns, kind="llmservices", ready=llm_ready,
+                       timeout=timeout, steady=steady)  # fmt: skip
+    finally:
+        op.stop()
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def lws_run(n: int, ns: str, timeout: float, steady: float) -> dict[str, float]:
+    """The same pods as LeaderWorkerSets, made by the LWS controller (bench/operator/lws.py)."""
+    fresh_namespace(ns)
+    proc = lws.LwsProcess(ns)
+    try:
+        proc.start()
+        objs = [lws.leaderworkerset(i, *spec(i)[1:]) for i in range(n)]
+        writes = lambda: lws.client_writes(proc)  # noqa: E731
+        return measure(proc, writes, objs, ns, kind="leaderworkersets", ready=lws.lws_ready,
+                       timeout=timeout, steady=steady)  # fmt: skip
+    finally:
+        proc.stop()
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def report(n: int, base: float, alone: float, r: dict[str, float], steady: float) -> str:
@@ -210,11 +250,34 @@ def report(n: int, base: float, alone: float, r: dict[str, float], steady: float
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+COMPARED = [  # (figure, key): the operator against LeaderWorkerSet
+    ("all Ready (s)", "total"), ("writes per object to Ready", "writes_per_object"),
+    ("CPU until Ready (s)", "cpu_ready_s"), ("writes at rest", "steady_writes"),
+    ("GET + LIST at rest", "steady_reads"), ("CPU at rest (s)", "cpu_rest_s"),
+    ("peak RSS (MiB)", "rss_mib"), ("kubectl apply while running (s)", "apply_s"),
+]  # fmt: skip
+
+
+def compare(ours: dict[str, float], theirs: dict[str, float]) -> str:
+    """A Markdown table: ours, LeaderWorkerSet's, and the ratio."""
+    rows = ["| | ours | LWS | ours / LWS |", "| --- | --- | --- | --- |"]
+    for label, name in COMPARED:
+        a, b = (r.get(name, r["steady_gets"] + r["steady_lists"]) for r in (ours, theirs))
+        ratio = f"{a / b:.2f}" if b else ("-" if not a else "inf")
+        rows.append(f"| {label} | {a:.2f} | {b:.2f} | {ratio} |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100, help="LLMServices (up to 1000)")
     parser.add_argument("--steady-seconds", type=float, default=120.0)
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument(
+        "--lws",
+        action="store_true",
+        help=f"also run LeaderWorkerSet {lws.VERSION} (built from its Go module)",
+    )
     args = parser.parse_args()
     if not 1 <= args.n <= 1000:
         parser.error("--n must be between 1 and 1000")
@@ -231,12 +294,16 @@ def main() -> int:
         base = baseline(args.n, "llmsvc-bench-base", args.timeout)
         alone = apply_alone(args.n, "llmsvc-bench-alone")
         result = operator_run(args.n, "llmsvc-bench", args.timeout, args.steady_seconds)
+        theirs = lws_run(args.n, "llmsvc-bench-lws", args.timeout, args.steady_seconds) \
+            if args.lws else None  # fmt: skip
     finally:
         kubectl("delete", "nodes", "-l", "llmsvc.io/pool=bench", "--wait=false", check=False)
     print(report(args.n, base, alone, result, args.steady_seconds))
+    if theirs is not None:
+        print(compare(result, theirs))
     load = os.getloadavg()
     print(json.dumps({"n": args.n, "baseline_s": base, "apply_alone_s": alone, **result,
-                      "load": load}))  # fmt: skip
+                      "lws": theirs, "load": load}))  # fmt: skip
     return 0
 
 

@@ -192,6 +192,7 @@ class Informer:
         return True
 
     def _put(self, obj: Obj) -> None:
+        (obj.get("metadata") or {}).pop("managedFields", None)  # unread; a third of the bytes
         k = key_of(obj)
         self._drop(k)
         self.store[k] = obj
