@@ -294,16 +294,15 @@ def main() -> int:
         base = baseline(args.n, "llmsvc-bench-base", args.timeout)
         alone = apply_alone(args.n, "llmsvc-bench-alone")
         result = operator_run(args.n, "llmsvc-bench", args.timeout, args.steady_seconds)
+        print(report(args.n, base, alone, result, args.steady_seconds), flush=True)
         theirs = None
         if args.lws:  # the operator's namespace is gone first: its deletion reads a lot
             kubectl("wait", "--for=delete", "namespace/llmsvc-bench", "--timeout=1800s",
                     timeout=1810, check=False)  # fmt: skip
             theirs = lws_run(args.n, "llmsvc-bench-lws", args.timeout, args.steady_seconds)
+            print(compare(result, theirs))
     finally:
         kubectl("delete", "nodes", "-l", "llmsvc.io/pool=bench", "--wait=false", check=False)
-    print(report(args.n, base, alone, result, args.steady_seconds))
-    if theirs is not None:
-        print(compare(result, theirs))
     load = os.getloadavg()
     print(json.dumps({"n": args.n, "baseline_s": base, "apply_alone_s": alone, **result,
                       "lws": theirs, "load": load}))  # fmt: skip
