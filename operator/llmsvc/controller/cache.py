@@ -70,7 +70,7 @@ class Cache:
                 self._start(kind, namespace)
             self._start("Pod", namespace, selector=POD_SELECTOR)
         node = Informer(self.api, NODE[2], NODE[0], NODE[1], field_selector=CORDONED,
-                        on_event=self._on_node)  # fmt: skip
+                        on_event=self._on_node, refusal_expected=True)  # fmt: skip
         self._run(("Node", ""), node)
 
     async def close(self) -> None:

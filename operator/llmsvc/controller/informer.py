@@ -26,6 +26,8 @@ import aiohttp
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from llmsvc.controller.kube import server_message
+
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name); namespace '' for cluster-scoped objects
 Handler = Callable[[str, Obj], None]  # (ADDED|MODIFIED|DELETED, object)
@@ -79,6 +81,7 @@ class Informer:
     store: dict[Key, Obj] = field(default_factory=dict)
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     error: ApiException | None = None  # the last refused list (a 403 or 404 stops the informer)
+    refusal_expected: bool = False  # a 403 is normal here (nodes under namespaced RBAC): no error
     index: dict[Key, dict[str, Obj]] = field(default_factory=dict)  # by owner_of
     _version: str = ""
     _gone: dict[Key, str] = field(default_factory=dict)  # deleted by us, at this version
@@ -95,6 +98,7 @@ class Informer:
                 log.info("watch of %s expired; relisting", self.url)
             except ApiException as error:
                 if error.status in (403, 404):
+                    self._refused(error)
                     self.error = error
                     self.synced.set()  # waiters see the error instead of waiting forever
                     return
@@ -106,6 +110,12 @@ class Informer:
                 log.warning("watch of %s broke (%s); relisting", self.url, error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RELIST_DELAY[1])
+
+    def _refused(self, error: ApiException) -> None:
+        if self.refusal_expected and error.status == 403:
+            log.info("may not list %s (namespaced RBAC); going without it", self.url)
+        else:  # the server's message names the missing permission
+            log.error("cannot list %s: %s", self.url, server_message(error))
 
     def _query(self, **extra: str) -> list[tuple[str, str]]:
         query = [("labelSelector", self.label_selector), ("fieldSelector", self.field_selector)]
