@@ -51,7 +51,14 @@ def settled(body: Obj | None) -> bool:
     conditions = status.get("conditions") or []
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
     groups = status.get("groups") or []
-    return ready and all(g.get("phase") == "Ready" and not g.get("lastRestartTime") for g in groups)
+    busy = any(
+        c.get("type") in ("Progressing", "Reconciling") and c.get("status") == "True"
+        for c in conditions
+    )
+    return (ready and not busy) and all(
+        g.get("phase") == "Ready" and not g.get("lastRestartTime") and not g.get("movingSince")
+        for g in groups
+    )
 
 
 def retry_delay(error: Exception, attempt: int, cap: float) -> float:
