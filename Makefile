@@ -108,5 +108,5 @@ bench-autoscale: venv cluster-bins ## step load through the router: queue -> HPA
 	$(PY) bench/autoscale/run.py $(BENCH_AUTOSCALE_ARGS)
 
 .PHONY: bench-operator
-bench-operator: venv cluster-bins ## N LLMServices to Ready on the local cluster vs plain StatefulSets (N=100)
-	$(PY) bench/operator/run.py --n $(N)
+bench-operator: venv cluster-bins ## N LLMServices (up to 1000) to Ready vs plain StatefulSets; reads/writes/CPU at rest; BENCH_OPERATOR_ARGS=--lws adds LeaderWorkerSet
+	$(PY) bench/operator/run.py --n $(N) $(BENCH_OPERATOR_ARGS)

@@ -22,6 +22,7 @@ T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER_DIR = REPO / "e2e" / "cluster"
 DEFAULT_TIMEOUT = 60.0
+APPLY_SECONDS_PER_OBJECT = 0.5  # a loaded API server (1,000 objects, 2 cores) takes ~0.2 s each
 
 
 class KubectlError(AssertionError):
@@ -67,9 +68,18 @@ def apply(
     namespace: str | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """`kubectl apply` manifests given as dicts (server-side validation, like a user would)."""
+    """`kubectl apply` manifests given as dicts (server-side validation, like a user would).
+
+    The timeout grows with the number of objects: a thousand take minutes on a busy server."""
+    docs = [objects] if isinstance(objects, Mapping) else list(objects)
     ns = ["-n", namespace] if namespace else []
-    return kubectl("apply", *ns, "-f", "-", input=to_yaml(objects), check=check)
+    timeout = apply_timeout(len(docs))
+    return kubectl("apply", *ns, "-f", "-", input=to_yaml(docs), check=check, timeout=timeout)
+
+
+def apply_timeout(count: int) -> float:
+    """Seconds `kubectl apply` of ``count`` objects may take: the default plus a share each."""
+    return DEFAULT_TIMEOUT + APPLY_SECONDS_PER_OBJECT * count
 
 
 def wait_for(
@@ -156,3 +166,44 @@ def wait_established(*paths: Path | str, timeout: float = 60) -> None:
     status has no conditions yet: seen on a loaded machine right after the apply.)"""
     for path in paths:
         wait_for(partial(established, path), timeout=timeout, what=f"{path} Established")
+
+
+# What the operator reads: LLMServices, their children, their pods, cordoned nodes.
+OPERATOR_RESOURCES = frozenset({
+    "llmservices", "statefulsets", "deployments", "services", "serviceaccounts", "roles",
+    "rolebindings", "horizontalpodautoscalers", "networkpolicies", "poddisruptionbudgets",
+    "podgroups", "scaledobjects", "pods", "nodes",
+})  # fmt: skip
+READ_VERBS = ("GET", "LIST")
+
+
+def reads_between(
+    before: Mapping[tuple[str, str], float], after: Mapping[tuple[str, str], float]
+) -> dict[tuple[str, str], float]:
+    """GET and LIST requests on the operator's resources between two apiserver_requests()."""
+    return {
+        slot: after[slot] - before.get(slot, 0.0)
+        for slot in after
+        if slot[0] in READ_VERBS
+        and slot[1] in OPERATOR_RESOURCES
+        and after[slot] > before.get(slot, 0.0)
+    }
+
+
+def apiserver_requests() -> dict[tuple[str, str], float]:
+    """kube-apiserver's own count of the requests it served, by (verb, resource), from its
+    /metrics (``apiserver_request_total``); subresources and non-resource URLs are left out."""
+    text = kubectl("get", "--raw", "/metrics").stdout
+    counts: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        labels = dict(
+            part.split("=", 1) for part in head[len("apiserver_request_total{") : -1].split(",")
+        )
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        if labels.get("resource") and not labels.get("subresource"):
+            slot = (labels["verb"], labels["resource"])
+            counts[slot] = counts.get(slot, 0.0) + float(value)
+    return counts

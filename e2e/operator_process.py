@@ -103,6 +103,20 @@ class OperatorProcess:
         contains = f'namespace="{namespace}"' if namespace else ""
         return self.metric("llmsvc_operator_api_writes_total", contains)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the process has used so far, from /proc/PID/stat."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def memory_mib(self, field: str = "VmHWM") -> float:
+        """Peak (``VmHWM``) or current (``VmRSS``) resident memory, from /proc/PID/status."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
     def settle(self, seconds: float) -> None:
         """Sleep ``seconds`` (time for several resyncs)."""
         time.sleep(seconds)

@@ -1,5 +1,6 @@
 """Proofs that the local control plane is real: scheduling counts GPUs, KWOK makes pods Ready,
-the garbage collector follows owner references, and a CRD's scale subresource works."""
+the garbage collector follows owner references, a CRD's scale subresource works, and the Service
+range holds the Services of 1,000 LLMServices."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from e2e.conftest import Cluster
 from e2e.helpers import (
     CLUSTER_DIR,
     apply,
+    apply_timeout,
+    cluster_setting,
     exists,
     kubectl,
     kubectl_json,
@@ -177,3 +180,31 @@ def test_scale_subresource_of_a_custom_resource(namespace: str, widget_crd: None
     scale = kubectl_json("get", "widget", "w", "-n", namespace, "--subresource=scale")
     assert scale["kind"] == "Scale"
     assert scale["spec"]["replicas"] == 3
+
+
+SERVICES_PAST_THE_OLD_RANGE = 300  # the former 10.0.0.0/24 range was full at 253
+
+
+def test_service_range_holds_more_than_a_slash_24(namespace: str) -> None:
+    """Each LLMService makes a ClusterIP Service; 1,000 of them need more than 253 addresses."""
+    services = [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": f"s-{i}"},
+            "spec": {"selector": {"app": f"s-{i}"}, "ports": [{"port": 80}]},
+        }
+        for i in range(SERVICES_PAST_THE_OLD_RANGE)
+    ]
+    apply(services, namespace)
+    items = kubectl_json("get", "services", "-n", namespace)["items"]
+    ips = {s["spec"]["clusterIP"] for s in items}
+    assert len(ips) == SERVICES_PAST_THE_OLD_RANGE
+    kubernetes = kubectl_json("get", "service", "kubernetes", "-n", "default")
+    assert kubernetes["spec"]["clusterIP"] == cluster_setting("API_SERVICE_IP")
+
+
+def test_apply_timeout_grows_with_the_number_of_objects() -> None:
+    """kubectl apply of 1,000 objects took ~200 s on a loaded 2-core server; 60 s cut it off."""
+    assert apply_timeout(1) >= 60
+    assert apply_timeout(1000) >= 1000 * 0.4

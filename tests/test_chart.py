@@ -270,8 +270,9 @@ GRANTED = {
                              ("keda.sh", "scaledobjects"),
                              ("policy", "poddisruptionbudgets"),
                              ("scheduling.k8s.io", "podgroups"))
-      for v in ("list", "create", "patch", "delete")),
+      for v in ("list", "watch", "create", "patch", "delete")),
     ("", "nodes", "list"),
+    ("", "nodes", "watch"),
     *(("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")),
     ("", "events", "create"),
 }  # fmt: skip

@@ -1,14 +1,21 @@
 """`make bench-operator N=100`: how fast and how quietly the operator brings N LLMServices to Ready.
 
-On the local control plane (KWOK fake GPU nodes, sized for the run), it measures in ONE run:
+On the local control plane (KWOK fake GPU nodes, sized for the run, up to N=1000), it measures in
+ONE run:
 
 * baseline: the same pods as N plain StatefulSets applied directly (no operator) until all are
-  ready: the floor the control plane itself sets;
+  ready: the floor the control plane itself sets (every time is counted from the start of the
+  `kubectl apply`);
+* `kubectl apply` of the N LLMServices with no operator running (then deleted again);
 * the operator: N LLMServices (two in three single-GPU, one in three two-node TP=8 PP=2) applied
-  at once, time until each reports Ready (p50/p99 per object, total), API writes per LLMService,
-  writes during a steady-state window (goal 0), and the operator's peak RSS.
+  at once while it runs (how long the apply takes), time until each reports Ready (p50/p99 per
+  object, total), API writes per LLMService, its CPU time until Ready; then a steady-state window
+  (no client polls meanwhile): writes, and GET/LIST requests on the operator's resources as
+  kube-apiserver counts them (apiserver_request_total, goal 0 for both), its CPU time at rest,
+  and its peak RSS (with the RSS right after start, for a figure per 1,000 objects).
 
 Routers are disabled so that N pods of routers do not need CPU nodes; everything else is real.
+The load average of the machine is printed with the figures (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -21,15 +28,23 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from e2e.helpers import apply, kubectl, kubectl_json  # noqa: E402
+from bench.operator import lws  # noqa: E402
+from e2e.helpers import (  # noqa: E402
+    apiserver_requests,
+    apply,
+    kubectl,
+    kubectl_json,
+    reads_between,
+)
 from e2e.operator_process import OperatorProcess  # noqa: E402
 
 MULTI_EVERY = 3  # every third LLMService spans two 8-GPU nodes
@@ -95,9 +110,12 @@ def bench_nodes(whole: int, shared: int) -> list[dict[str, Any]]:
     return nodes
 
 
-def wait_all(ns: str, kind: str, done: Any, n: int, timeout: float) -> dict[str, float]:
-    """Poll ``kind`` in ``ns``; returns name -> seconds until ``done(obj)`` first held."""
-    start, seen = time.monotonic(), dict[str, float]()
+def wait_all(
+    ns: str, kind: str, done: Any, n: int, timeout: float, *, start: float | None = None
+) -> dict[str, float]:
+    """Poll ``kind`` in ``ns``; returns name -> seconds from ``start`` (the start of the apply;
+    default: now) until ``done(obj)`` first held."""
+    start, seen = start or time.monotonic(), dict[str, float]()
     while len(seen) < n and time.monotonic() - start < timeout:
         for obj in kubectl_json("get", kind, "-n", ns, timeout=120)["items"]:
             name = obj["metadata"]["name"]
@@ -126,10 +144,59 @@ def fresh_namespace(name: str) -> None:
 def baseline(n: int, ns: str, timeout: float) -> float:
     fresh_namespace(ns)
     objs = [plain_statefulset(i, *spec(i)[1:]) for i in range(n)]
+    start = time.monotonic()
     apply(objs, ns)
-    total = max(wait_all(ns, "statefulsets", sts_ready, n, timeout).values())
+    total = max(wait_all(ns, "statefulsets", sts_ready, n, timeout, start=start).values())
     kubectl("delete", "namespace", ns, "--wait=true", timeout=600)
     return total
+
+
+def timed_apply(objs: list[dict[str, Any]], ns: str) -> float:
+    """Seconds `kubectl apply` of ``objs`` takes."""
+    start = time.monotonic()
+    apply(objs, ns)
+    return time.monotonic() - start
+
+
+def apply_alone(n: int, ns: str) -> float:
+    """`kubectl apply` of the N LLMServices with no operator running (then deleted)."""
+    fresh_namespace(ns)
+    seconds = timed_apply([spec(i)[0] for i in range(n)], ns)
+    kubectl("delete", "namespace", ns, "--wait=true", timeout=900)
+    return seconds
+
+
+class Measured(Protocol):
+    """A controller process: the operator's or LWS's."""
+
+    def cpu_seconds(self) -> float: ...
+
+    def memory_mib(self, field: str = "VmHWM") -> float: ...
+
+
+def measure(proc: Measured, writes: Callable[[], float], objs: list[dict[str, Any]], ns: str,
+            *, kind: str, ready: Callable[[dict[str, Any]], bool], timeout: float,
+            steady: float) -> dict[str, float]:  # fmt: skip
+    """Apply ``objs`` while ``proc`` runs; time to Ready, writes, CPU, reads and writes at rest."""
+    n = len(objs)
+    time.sleep(2)
+    idle_rss, before, cpu0 = proc.memory_mib("VmRSS"), writes(), proc.cpu_seconds()
+    start = time.monotonic()
+    apply_s = timed_apply(objs, ns)
+    times = sorted(wait_all(ns, kind, ready, n, timeout, start=start).values())
+    to_ready, cpu_ready = writes() - before, proc.cpu_seconds() - cpu0
+    time.sleep(10)  # let the last status writes land before the quiet window
+    quiet_start, requests, cpu1 = writes(), apiserver_requests(), proc.cpu_seconds()
+    time.sleep(steady)
+    reads = reads_between(requests, apiserver_requests())
+    steady_writes, cpu_rest = writes() - quiet_start, proc.cpu_seconds() - cpu1
+    gets = sum(v for (verb, _), v in reads.items() if verb == "GET")
+    lists = sum(v for (verb, _), v in reads.items() if verb == "LIST")
+    return {"p50": statistics.median(times), "p99": times[max(0, math.ceil(0.99 * n) - 1)],
+            "total": times[-1], "writes_per_object": to_ready / n, "apply_s": apply_s,
+            "steady_writes": steady_writes, "steady_gets": gets, "steady_lists": lists,
+            "cpu_ready_s": cpu_ready, "cpu_rest_s": cpu_rest, "rss_mib": proc.memory_mib(),
+            "idle_rss_mib": idle_rss}  # fmt: skip
 
 
 def operator_run(n: int, ns: str, timeout: float, steady: float) -> dict[str, float]:
@@ -137,43 +204,68 @@ def operator_run(n: int, ns: str, timeout: float, steady: float) -> dict[str, fl
     op = OperatorProcess(resync=30, namespaces=(ns,))  # alone, even on a shared cluster
     op.start()
     try:
-        before = op.writes()
-        apply([spec(i)[0] for i in range(n)], ns)
-        times = sorted(wait_all(ns, "llmservices", llm_ready, n, timeout).values())
-        to_ready = op.writes() - before
-        time.sleep(5)  # let the last status writes land before the quiet window
-        quiet_start = op.writes()
-        time.sleep(steady)
-        steady_writes = op.writes() - quiet_start
-        rss = peak_rss_mib(op)
+        objs = [spec(i)[0] for i in range(n)]
+        return measure(op, op.writes, objs, ns, kind="llmservices", ready=llm_ready,
+                       timeout=timeout, steady=steady)  # fmt: skip
     finally:
         op.stop()
         kubectl("delete", "namespace", ns, "--wait=false", check=False)
-    return {"p50": statistics.median(times), "p99": times[max(0, math.ceil(0.99 * n) - 1)],
-            "total": times[-1], "writes_per_object": to_ready / n,
-            "steady_writes": steady_writes, "rss_mib": rss}  # fmt: skip
 
 
-def peak_rss_mib(op: OperatorProcess) -> float:
-    assert op.proc is not None
-    for line in Path(f"/proc/{op.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def lws_run(n: int, ns: str, timeout: float, steady: float) -> dict[str, float]:
+    """The same pods as LeaderWorkerSets, made by the LWS controller (bench/operator/lws.py)."""
+    fresh_namespace(ns)
+    proc = lws.LwsProcess(ns)
+    try:
+        proc.start()
+        objs = [lws.leaderworkerset(i, *spec(i)[1:]) for i in range(n)]
+        writes = lambda: lws.client_writes(proc)  # noqa: E731
+        return measure(proc, writes, objs, ns, kind="leaderworkersets", ready=lws.lws_ready,
+                       timeout=timeout, steady=steady)  # fmt: skip
+    finally:
+        proc.stop()
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
-def report(n: int, base: float, r: dict[str, float], steady: float) -> str:
+def report(n: int, base: float, alone: float, r: dict[str, float], steady: float) -> str:
+    per_1000 = (r["rss_mib"] - r["idle_rss_mib"]) / n * 1000
     rows = [
         ("LLMServices (1/3 two-node, 2/3 one-GPU)", f"{n}"),
         ("baseline: plain StatefulSets all ready", f"{base:.1f} s"),
         ("operator: all Ready (total)", f"{r['total']:.1f} s  ({r['total'] / base:.2f}x baseline)"),
         ("operator: per object p50 / p99", f"{r['p50']:.1f} s / {r['p99']:.1f} s"),
         ("API writes per LLMService to Ready", f"{r['writes_per_object']:.1f}"),
-        (f"API writes in {steady:.0f} s of steady state (goal 0)", f"{r['steady_writes']:.0f}"),
-        ("operator peak RSS", f"{r['rss_mib']:.0f} MiB"),
-    ]
+        ("operator CPU until Ready", f"{r['cpu_ready_s']:.1f} s"),
+        (f"steady state ({steady:.0f} s): writes / GET / LIST (goal 0)",
+         f"{r['steady_writes']:.0f} / {r['steady_gets']:.0f} / {r['steady_lists']:.0f}"),
+        (f"operator CPU in {steady:.0f} s at rest", f"{r['cpu_rest_s']:.2f} s"),
+        ("operator peak RSS (right after start)",
+         f"{r['rss_mib']:.0f} MiB ({r['idle_rss_mib']:.0f} MiB)"),
+        ("  growth per 1,000 LLMServices", f"{per_1000:.0f} MiB"),
+        ("kubectl apply of all: without / with operator",
+         f"{alone:.1f} s / {r['apply_s']:.1f} s  ({r['apply_s'] / alone:.2f}x)"),
+        ("load average (1/5/15 min) at the end", " / ".join(f"{x:.1f}" for x in os.getloadavg())),
+    ]  # fmt: skip
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+COMPARED = [  # (figure, key): the operator against LeaderWorkerSet
+    ("all Ready (s)", "total"), ("writes per object to Ready", "writes_per_object"),
+    ("CPU until Ready (s)", "cpu_ready_s"), ("writes at rest", "steady_writes"),
+    ("GET + LIST at rest", "steady_reads"), ("CPU at rest (s)", "cpu_rest_s"),
+    ("peak RSS (MiB)", "rss_mib"), ("kubectl apply while running (s)", "apply_s"),
+]  # fmt: skip
+
+
+def compare(ours: dict[str, float], theirs: dict[str, float]) -> str:
+    """A Markdown table: ours, LeaderWorkerSet's, and the ratio."""
+    rows = ["| | ours | LWS | ours / LWS |", "| --- | --- | --- | --- |"]
+    for label, name in COMPARED:
+        a, b = (r.get(name, r["steady_gets"] + r["steady_lists"]) for r in (ours, theirs))
+        ratio = f"{a / b:.2f}" if b else ("-" if not a else "inf")
+        rows.append(f"| {label} | {a:.2f} | {b:.2f} | {ratio} |")
+    return "\n".join(rows)
 
 
 def main() -> int:
@@ -181,6 +273,11 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=100, help="LLMServices (up to 1000)")
     parser.add_argument("--steady-seconds", type=float, default=120.0)
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument(
+        "--lws",
+        action="store_true",
+        help=f"also run LeaderWorkerSet {lws.VERSION} (built from its Go module)",
+    )
     args = parser.parse_args()
     if not 1 <= args.n <= 1000:
         parser.error("--n must be between 1 and 1000")
@@ -195,11 +292,20 @@ def main() -> int:
     print(f"cluster: {whole + shared} extra fake 8-GPU nodes for {gpus} GPUs", flush=True)
     try:
         base = baseline(args.n, "llmsvc-bench-base", args.timeout)
+        alone = apply_alone(args.n, "llmsvc-bench-alone")
         result = operator_run(args.n, "llmsvc-bench", args.timeout, args.steady_seconds)
+        print(report(args.n, base, alone, result, args.steady_seconds), flush=True)
+        theirs = None
+        if args.lws:  # the operator's namespace is gone first: its deletion reads a lot
+            kubectl("wait", "--for=delete", "namespace/llmsvc-bench", "--timeout=1800s",
+                    timeout=1810, check=False)  # fmt: skip
+            theirs = lws_run(args.n, "llmsvc-bench-lws", args.timeout, args.steady_seconds)
+            print(compare(result, theirs))
     finally:
         kubectl("delete", "nodes", "-l", "llmsvc.io/pool=bench", "--wait=false", check=False)
-    print(report(args.n, base, result, args.steady_seconds))
-    print(json.dumps({"n": args.n, "baseline_s": base, **result}))
+    load = os.getloadavg()
+    print(json.dumps({"n": args.n, "baseline_s": base, "apply_alone_s": alone, **result,
+                      "lws": theirs, "load": load}))  # fmt: skip
     return 0
 
 

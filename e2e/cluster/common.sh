@@ -60,5 +60,7 @@ POD_BRIDGE=llmsvc0
 POD_CIDR=10.244.0.0/24                   # on the bridge only; forwarded nowhere else
 POD_GATEWAY=10.244.0.1                   # the bridge's address: CoreDNS and the API proxy listen here
 CLUSTER_DOMAIN=cluster.local
+SERVICE_CIDR=10.96.0.0/16                # kwokctl.yaml's service-cluster-ip-range
+API_SERVICE_IP=10.96.0.1                 # its first address: the default/kubernetes Service
 COREDNS_VERSION=v1.15.0
 CONTAINERD_SOCK=$NODE_DIR/run/containerd.sock

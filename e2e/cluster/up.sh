@@ -58,7 +58,14 @@ healthy() {
 	done
 	kc get --raw /readyz --request-timeout=5s >/dev/null 2>&1 &&
 		kc get --raw /version --request-timeout=5s 2>/dev/null | grep -qF "\"gitVersion\": \"$K8S_VERSION\"" || return 1
-	if gang_served; then [ "$LLMSVC_GANG" = 1 ]; else [ "$LLMSVC_GANG" = 0 ]; fi
+	if gang_served; then [ "$LLMSVC_GANG" = 1 ]; else [ "$LLMSVC_GANG" = 0 ]; fi || return 1
+	service_range_current
+}
+
+# service_range_current: the cluster serves Services from $SERVICE_CIDR (a cluster made before
+# the range was widened is full at 253 Services and is recreated).
+service_range_current() {
+	[ "$(kc get service kubernetes -n default -o 'jsonpath={.spec.clusterIP}' --request-timeout=5s 2>/dev/null)" = "$API_SERVICE_IP" ]
 }
 
 create_cluster() {

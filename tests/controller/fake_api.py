@@ -8,6 +8,7 @@ the real API server where that is possible.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from llmsvc.controller.kube import Kube
 Obj = dict[str, Any]
 # (method, path) -> a response, or None to fall through to the default behaviour
 Rule = Callable[[str, str], web.Response | None]
+WATCH_HOLD = 3600.0  # seconds a watch request stays open with no event
 
 
 @dataclass
@@ -56,6 +58,9 @@ class FakeApi:
             answer = rule(request.method, request.path)
             if answer is not None:
                 return answer
+        if request.query.get("watch") == "true":
+            await asyncio.sleep(WATCH_HOLD)  # a watch on which nothing happens (until closed)
+            return web.json_response({})
         return self._default(request.method, request.path, body)
 
     def _default(self, method: str, path: str, body: Any) -> web.Response:
@@ -63,6 +68,8 @@ class FakeApi:
             if self.llmservice is None:
                 return status(404, "NotFound", "not found")
             return web.json_response(self.llmservice)
+        if method == "GET" and path.endswith("/llmservices") and self.llmservice is not None:
+            return web.json_response({"apiVersion": "v1", "items": [self.llmservice]})
         if method == "GET":
             return web.json_response({"apiVersion": "v1", "items": []})
         if method == "PATCH" and path.endswith("/status") and self.llmservice is not None:
@@ -93,7 +100,7 @@ async def serve(api: FakeApi) -> AsyncIterator[client.ApiClient]:
     """Run ``api`` on 127.0.0.1 and yield an API client pointed at it."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", api.handle)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)  # held watches end at once
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -80,26 +80,25 @@ async def until(done: Callable[[], bool]) -> None:
 
 
 async def test_a_throttled_reconcile_waits_for_retry_after() -> None:
-    api = FakeApi(llmservice=None)
+    api = FakeApi(llmservice=copy.deepcopy(BASE))
     throttled = iter([True])
 
     def throttle(method: str, path: str) -> web.Response | None:
-        if method == "GET" and path.endswith("/llmservices/m") and next(throttled, False):
+        if method == "PATCH" and path.endswith("/status") and next(throttled, False):
             return status(429, "TooManyRequests", "slow down", {"Retry-After": "1"})
         return None
 
     api.rules.append(throttle)
     async with serve(api) as client:
-        runtime = Runtime(Settings(image="img"), OperatorMetrics(), resync=0.1, debounce=0)
+        runtime = Runtime(Settings(image="img"), OperatorMetrics(), resync=60, debounce=0)
         runtime.attach(client)
         try:
-            runtime.poke("ml", "m")
-            await until(lambda: len(api.received("GET", "/llmservices/m")) >= 1)
-            runtime.poke("ml", "m", delay=0)  # events meanwhile are merged into the retry
-            await until(lambda: len(api.received("GET", "/llmservices/m")) >= 2)
+            await until(lambda: len(api.received("PATCH", "/status")) >= 1)
+            runtime.poke("ml", "llama", delay=0)  # events meanwhile are merged into the retry
+            await until(lambda: len(api.received("PATCH", "/status")) >= 2)
         finally:
             await runtime.close()
-    first, second = api.received("GET", "/llmservices/m")[:2]
+    first, second = api.received("PATCH", "/status")[:2]
     assert second.at - first.at >= 0.95, "retried before the server's Retry-After"
 
 

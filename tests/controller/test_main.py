@@ -46,7 +46,7 @@ def test_no_handler_needs_a_finalizer() -> None:
     runtime = Runtime(settings=Settings(image="img"), metrics=OperatorMetrics())
     register(registry, runtime)
     # kopf puts a finalizer on objects with changing handlers (create/update/delete) or with
-    # timers and daemons (spawning); watch handlers alone need none.
-    assert len(registry._watching.get_all_handlers()) == 4
+    # timers and daemons (spawning).
+    assert registry._watching.get_all_handlers() == []  # the operator's own caches watch
     assert registry._changing.get_all_handlers() == []
     assert registry._spawning.get_all_handlers() == []

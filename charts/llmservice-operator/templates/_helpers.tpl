@@ -93,34 +93,34 @@ e2e/test_chart.py (the operator reconciles every example as this ServiceAccount)
 # Server-side apply creates (create) and updates (patch); pruning deletes.
 - apiGroups: [""]
   resources: ["services", "serviceaccounts"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Ingress NetworkPolicies per group and for the router (spec.networkPolicy, on by default).
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # autoscaling.metrics: keda renders a KEDA ScaledObject instead of an HPA.
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # A budget per group (no eviction takes one rank); a gang PodGroup per group where the cluster
 # serves them (create also covers the dry-run that probes topology-aware placement).
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["scheduling.k8s.io"]
   resources: ["podgroups"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Cordoned nodes: groups on them are moved before a drain evicts them. Nodes are cluster-scoped,
 # so in a namespaced install (a Role) this grants nothing and drains are not anticipated.
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 # The routers' Role grants endpointslices get/list/watch; RBAC lets the operator create that
 # Role only if it holds the same permissions (no escalate or bind verbs are granted).
 - apiGroups: ["discovery.k8s.io"]

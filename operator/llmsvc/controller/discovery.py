@@ -68,6 +68,10 @@ class Discovery:
                 await self._refresh(namespace)
             return self._caps
 
+    def current(self) -> Capabilities:
+        """The last discovered capabilities, without refreshing them."""
+        return self._caps
+
     async def _refresh(self, namespace: str) -> None:
         try:
             self._caps = await self._discover(namespace)

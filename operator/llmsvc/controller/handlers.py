@@ -1,33 +1,23 @@
-"""kopf wiring: which watch events start a reconcile, and the operator's kopf settings.
+"""kopf wiring: start-up, log-in and clean-up of the operator, and its kopf settings.
 
-Only watch-event handlers are registered. kopf's changing handlers (create/update/resume) and
-timers would put a finalizer on every LLMService and write bookkeeping annotations; the operator
-needs neither, because its reconcile is level-based: every event of an LLMService or of one of
-its children pokes :class:`llmsvc.controller.runtime.Runtime`, which also resyncs periodically.
+No resource handler is registered. kopf's changing handlers (create/update/resume) and timers
+would put a finalizer on every LLMService and write bookkeeping annotations; the operator needs
+neither, because its reconcile is level-based. Its own watch caches
+(:class:`llmsvc.controller.cache.Cache`, started by :meth:`Runtime.attach`) see every event of an
+LLMService, of its children and of its pods (label-selected on the server, not every pod of the
+cluster), poke :class:`llmsvc.controller.runtime.Runtime`, and answer the reconciles' reads.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from llmsvc.api import GROUP, PLURAL, VERSION
+from llmsvc.api import GROUP
 from llmsvc.controller.kube import api_client
 from llmsvc.controller.runtime import Runtime
-from llmsvc.render import names
-
-LLMSVC = (GROUP, VERSION, PLURAL)
-OWNED = {names.LABEL_NAME: kopf.PRESENT}
-CHILDREN = (("", "v1", "pods"), ("apps", "v1", "statefulsets"), ("apps", "v1", "deployments"))
-
-
-def _ns(namespace: str | None) -> str:
-    if not namespace:  # LLMServices and their children are namespaced; kopf types allow None
-        raise kopf.PermanentError("a namespaced object arrived without a namespace")
-    return namespace
 
 
 def configure(settings: kopf.OperatorSettings, level: int) -> None:
@@ -74,20 +64,3 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.cleanup(registry=registry)
     async def _cleanup(**_: Any) -> None:
         await runtime.close()
-
-    @kopf.on.event(*LLMSVC, registry=registry, id="llmservice")
-    async def _llmservice(*, type: str, namespace: str | None, name: str, **_: Any) -> None:
-        runtime.seen(_ns(namespace), name, deleted=type == "DELETED")
-        if type != "DELETED":
-            runtime.poke(_ns(namespace), name)
-
-    for group, version, plural in CHILDREN:
-        _register_child(registry, runtime, group, version, plural)
-
-
-def _register_child(
-    registry: kopf.OperatorRegistry, runtime: Runtime, group: str, version: str, plural: str
-) -> None:
-    @kopf.on.event(group, version, plural, labels=OWNED, registry=registry, id=f"poke-{plural}")
-    async def _poke(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
-        runtime.poke(_ns(namespace), labels[names.LABEL_NAME])

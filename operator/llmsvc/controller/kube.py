@@ -53,6 +53,7 @@ COMPONENT = "llmsvc-operator"
 MAX_EVENT_MESSAGE = 1024
 MAX_RETRY_AFTER = 600.0  # a server asking for more than 10 minutes is not taken literally
 WriteHook = Callable[[str, str, str], None]  # (verb, kind, namespace)
+StoredHook = Callable[[Obj], None]  # the server's reply to a write (the watch caches take it)
 
 
 def prefix_of(api_version: str) -> str:
@@ -119,9 +120,17 @@ class Kube:
         meta = obj["metadata"]
         return path(obj["kind"], meta["namespace"], meta["name"], api_version=obj["apiVersion"])
 
-    def __init__(self, api: client.ApiClient, on_write: WriteHook | None = None) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        on_write: WriteHook | None = None,
+        on_stored: StoredHook | None = None,
+        on_deleted: StoredHook | None = None,
+    ) -> None:
         self._api = api
         self._on_write = on_write or (lambda verb, kind, namespace: None)
+        self._on_stored = on_stored or (lambda obj: None)
+        self._on_deleted = on_deleted or (lambda obj: None)
 
     async def _call(
         self,
@@ -191,13 +200,15 @@ class Kube:
         """Server-side apply with the operator's field manager (conflicts forced: we own these)."""
         meta = obj["metadata"]
         self._on_write("apply", obj["kind"], meta["namespace"])
-        return await self._call(
+        stored = await self._call(
             "PATCH",
             self._url(obj),
             body=obj,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
+        self._on_stored(stored)
+        return stored
 
     async def delete(self, obj: Obj) -> None:
         """Delete ``obj`` if it is still the same object (uid precondition); gone is fine."""
@@ -205,20 +216,24 @@ class Kube:
         body = {"propagationPolicy": "Background", "preconditions": {"uid": meta.get("uid")}}
         self._on_write("delete", obj["kind"], meta["namespace"])
         try:
-            await self._call("DELETE", self._url(obj), body=body)
+            reply = await self._call("DELETE", self._url(obj), body=body)
         except ApiException as error:
             if error.status not in (404, 409):
                 raise
+            return
+        # The object (still there while finalizers or a grace period hold it), or a Status.
+        self._on_deleted(reply if reply.get("kind") == obj["kind"] else obj)
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
         """Replace the status fields the operator owns (merge patch on the status subresource)."""
         self._on_write("patch-status", kind, namespace)
-        await self._call(
+        stored = await self._call(
             "PATCH",
             path(kind, namespace, name, "status"),
             body={"status": status},
             content_type="application/merge-patch+json",
         )
+        self._on_stored(stored)
 
     async def post_event(self, about: Obj, type_: str, reason: str, message: str) -> None:
         """Record a core/v1 Event on ``about`` (``kubectl describe`` and ``get events`` show it)."""

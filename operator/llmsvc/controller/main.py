@@ -114,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
         backoff_base=args.restart_backoff_seconds,
         pull_secrets=split_names(args.image_pull_secrets),
     )
-    runtime = Runtime(settings=settings, metrics=metrics, resync=args.resync_seconds)
+    runtime = Runtime(
+        settings=settings,
+        metrics=metrics,
+        resync=args.resync_seconds,
+        namespaces=tuple(args.namespace),
+    )
     registry = kopf.OperatorRegistry()
     register(registry, runtime)
     if args.metrics_api_address:

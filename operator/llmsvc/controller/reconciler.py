@@ -1,9 +1,11 @@
 """One level-based reconcile of one LLMService: observe, plan (pure), execute.
 
 The same function runs on create, update, resume, on child events and on the periodic timer. It
-reads the LLMService fresh, renders the desired children with the code behind ``llmsvc render``,
-lists what exists, asks :func:`llmsvc.plan.plan` what to write, and writes exactly that. A pass
-that finds nothing to change makes no write request at all.
+reads the LLMService, renders the desired children with the code behind ``llmsvc render``,
+observes what exists, asks :func:`llmsvc.plan.plan` what to write, and writes exactly that. A pass
+that finds nothing to change makes no write request at all. Its reads go through :class:`Reads`:
+the operator's watch caches (:class:`llmsvc.controller.cache.Cache`, no request at all), or
+:class:`ApiReads` (a GET and a LIST per kind: tests and one-off passes).
 
 An apply the API server refuses as invalid (HTTP 422: a child the CRD's rules could not foresee,
 such as requests above limits) does not fail the pass: the other children are still written, and
@@ -17,7 +19,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -39,6 +41,35 @@ class Settings:
     image: str
     backoff_base: float = 10.0
     pull_secrets: tuple[str, ...] = ()
+
+
+Observed = tuple[dict[tuple[str, str], Obj], list[Obj]]
+
+
+class Reads(Protocol):
+    """Where a reconcile reads the LLMService, its children and pods, and the cordoned nodes."""
+
+    async def llmservice(self, namespace: str, name: str) -> Obj | None: ...
+
+    async def observe(self, svc: LLMService, caps: Capabilities = NONE) -> Observed: ...
+
+    async def cordoned(self) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True)
+class ApiReads:
+    """Reads straight from the API server: a GET, then a LIST per child kind, every pass."""
+
+    kube: Kube
+
+    async def llmservice(self, namespace: str, name: str) -> Obj | None:
+        return await self.kube.get("LLMService", namespace, name)
+
+    async def observe(self, svc: LLMService, caps: Capabilities = NONE) -> Observed:
+        return await observe(self.kube, svc, caps)
+
+    async def cordoned(self) -> frozenset[str]:
+        return await cordoned(self.kube)
 
 
 async def observe(
@@ -107,9 +138,12 @@ async def reconcile(
     name: str,
     settings: Settings,
     discovery: Discovery | None = None,
+    *,
+    reads: Reads | None = None,
 ) -> Plan | None:
     """Bring the children of LLMService ``namespace/name`` to the desired state."""
-    body = await kube.get("LLMService", namespace, name)
+    reads = reads or ApiReads(kube)
+    body = await reads.llmservice(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     now = datetime.now(UTC)
@@ -122,7 +156,7 @@ async def reconcile(
         surge = group(svc, svc.spec.replicas, image=image, caps=caps, pull_secrets=secrets)
     except InvalidSpecError as error:
         return await _invalid(kube, body, error.problems, now)
-    live, pods = await observe(kube, svc, caps)
+    live, pods = await reads.observe(svc, caps)
     todo = plan(
         svc,
         children,
@@ -132,7 +166,7 @@ async def reconcile(
         pods=pods,
         now=now,
         policy=RestartPolicy(backoff_base=settings.backoff_base),
-        cordoned=await cordoned(kube),
+        cordoned=await reads.cordoned(),
         gang=gang_status(svc.spec.scheduling.gang, caps),
     )
     todo = await execute(kube, svc, todo, now)

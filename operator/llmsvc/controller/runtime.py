@@ -1,12 +1,18 @@
 """Per-process state of the operator: the API client, known objects, locks and debounced triggers.
 
 Every reconcile is triggered through :meth:`Runtime.poke`: a watch event of an LLMService or of
-one of its children, or the periodic resync that walks every known LLMService spread evenly over
+one of its children (from :class:`llmsvc.controller.cache.Cache`, whose stores also answer the
+reconciles' reads), or the periodic resync that walks every known LLMService spread evenly over
 the resync period. Pokes that arrive before the reconcile starts are merged into it, reconciles
 of one object never overlap, at most ``workers`` run at once, and a failed reconcile is retried
 with backoff, never sooner than a throttling API server's ``Retry-After`` (pokes that arrive in
-the meantime are merged into that retry). None of this needs a finalizer on the LLMService, so
-deleting one never waits for the operator.
+the meantime are merged into that retry). Event-driven reconciles take priority: the resync
+sweep runs at most ``sweepers`` reconciles at once, so the others are always free for events,
+and an event turns a pending sweep reconcile of the same object into an event-driven one. The
+sweep skips an LLMService that is settled (every group Ready, no restart bookkeeping that time
+alone could change) and whose inputs in the watch caches are exactly those of its last pass that
+wrote nothing: that pass would find nothing to do again. None of this needs a finalizer on the
+LLMService, so deleting one never waits for the operator.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from llmsvc.controller.cache import Cache
 from llmsvc.controller.discovery import Discovery
 from llmsvc.controller.kube import Kube, retry_after
 from llmsvc.controller.metrics import OperatorMetrics
@@ -26,12 +34,31 @@ from llmsvc.controller.reconciler import Settings, reconcile
 from llmsvc.plan import Plan
 
 Ref = tuple[str, str]  # (namespace, name)
+Obj = dict[str, Any]
 log = logging.getLogger("llmsvc.operator")
 
 
 def terminating(error: ApiException) -> bool:
     """A write refused because the namespace is being deleted."""
     return error.status == 403 and "because it is being terminated" in str(error.body or "")
+
+
+def settled(body: Obj | None) -> bool:
+    """Whether an LLMService's status leaves nothing for time alone to change: Ready and neither
+    Progressing nor Reconciling, every group Ready, no restart whose backoff window is still
+    open, no group moving off a cordoned node."""
+    status = (body or {}).get("status") or {}
+    conditions = status.get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    groups = status.get("groups") or []
+    busy = any(
+        c.get("type") in ("Progressing", "Reconciling") and c.get("status") == "True"
+        for c in conditions
+    )
+    return (ready and not busy) and all(
+        g.get("phase") == "Ready" and not g.get("lastRestartTime") and not g.get("movingSince")
+        for g in groups
+    )
 
 
 def retry_delay(error: Exception, attempt: int, cap: float) -> float:
@@ -53,27 +80,41 @@ class Runtime:
     resync: float = 30.0
     debounce: float = 0.5
     workers: int = 16
+    sweepers: int = 2
+    namespaces: tuple[str, ...] = ()
     kube: Kube | None = None
     discovery: Discovery | None = None
+    cache: Cache | None = None
     known: set[Ref] = field(default_factory=set)
     _api: ApiClient | None = None
     _locks: dict[Ref, asyncio.Lock] = field(default_factory=dict)
-    _pending: dict[Ref, asyncio.Task[None]] = field(default_factory=dict)
+    _pending: dict[Ref, tuple[asyncio.Task[None], bool]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _slots: asyncio.Semaphore | None = None
+    _sweep: asyncio.Semaphore | None = None
+    _quiet: dict[Ref, tuple[object, ...]] = field(default_factory=dict)  # inputs of a no-op pass
 
     def attach(self, api: ApiClient) -> None:
-        """Start talking to the API server through ``api``, and start the resync loop."""
+        """Start talking to the API server through ``api``: the watch caches and the resync."""
         self._api = api
-        self.kube = Kube(api, on_write=self.metrics.count_write)
+        self.cache = Cache(api, self.poke, self.seen, self.namespaces)
+        cache = self.cache
+        self.kube = Kube(
+            api, on_write=self.metrics.count_write, on_stored=cache.remember,
+            on_deleted=cache.forget,
+        )  # fmt: skip
         self.discovery = Discovery(self.kube)
         self._slots = asyncio.Semaphore(self.workers)
+        self._sweep = asyncio.Semaphore(self.sweepers)
+        cache.start()
         self._tasks.append(asyncio.create_task(self._resync_loop()))
 
     async def close(self) -> None:
-        """Cancel pending work and close the API client."""
-        for task in [*self._pending.values(), *self._tasks]:
+        """Cancel pending work, stop the watches and close the API client."""
+        for task in [*(t for t, _ in self._pending.values()), *self._tasks]:
             task.cancel()
+        if self.cache is not None:
+            await self.cache.close()
         if self._api is not None:
             await self._api.close()
 
@@ -82,24 +123,43 @@ class Runtime:
         if deleted:
             self.known.discard((namespace, name))
             self._locks.pop((namespace, name), None)
+            self._quiet.pop((namespace, name), None)
         else:
             self.known.add((namespace, name))
 
-    def poke(self, namespace: str, name: str, delay: float | None = None) -> None:
+    def poke(
+        self, namespace: str, name: str, delay: float | None = None, sweep: bool = False
+    ) -> None:
         """Schedule a reconcile soon; pokes arriving before it starts are merged into it.
 
-        A child labelled ``llmsvc.io/name=`` (empty) names no LLMService and is ignored."""
+        ``sweep``: a poke of the resync sweep, which yields to event-driven reconciles. A child
+        labelled ``llmsvc.io/name=`` (empty) names no LLMService and is ignored."""
         if not name:
             return
         ref = (namespace, name)
-        if ref in self._pending and not self._pending[ref].done():
-            return
+        task, swept = self._pending.get(ref, (None, False))
+        if task is not None and not task.done():
+            if sweep or not swept:
+                return
+            task.cancel()  # an event arrived for an object the sweep is still queueing
         wait = self.debounce if delay is None else delay
-        self._pending[ref] = asyncio.create_task(self._later(ref, wait, attempt=0))
+        later = self._later(ref, wait, attempt=0, sweep=sweep)
+        self._pending[ref] = (asyncio.create_task(later), sweep)
 
-    async def _later(self, ref: Ref, wait: float, attempt: int) -> None:
+    async def _later(self, ref: Ref, wait: float, attempt: int, sweep: bool = False) -> None:
         await asyncio.sleep(wait)
-        self._pending.pop(ref, None)
+        if sweep and self._sweep is not None:
+            async with self._sweep:
+                self._pending.pop(ref, None)
+                await self._attempt(ref, attempt, sweep)
+        else:
+            self._pending.pop(ref, None)
+            await self._attempt(ref, attempt, sweep)
+
+    async def _attempt(self, ref: Ref, attempt: int, sweep: bool) -> None:
+        if sweep and await self._unchanged(ref):
+            self.metrics.reconciles.labels(result="unchanged").inc()
+            return
         try:
             await self.reconcile(*ref)
         except Exception as error:  # retried with backoff; the resync would retry anyway
@@ -111,7 +171,8 @@ class Runtime:
                 log.warning("%s/%s: throttled by the API server; retrying in %.1f s", *ref, delay)
             else:
                 log.exception("reconcile of %s/%s failed (attempt %d)", *ref, attempt + 1)
-            self._pending[ref] = asyncio.create_task(self._later(ref, delay, attempt + 1))
+            retry = self._later(ref, delay, attempt + 1, sweep)
+            self._pending[ref] = (asyncio.create_task(retry), False)  # events merge into it
 
     async def _resync_loop(self) -> None:
         """Poke every known LLMService once per resync period, spread evenly over it."""
@@ -122,7 +183,7 @@ class Runtime:
             for ref in refs:
                 await asyncio.sleep(self.resync / len(refs))
                 if ref in self.known:
-                    self.poke(*ref, delay=0)
+                    self.poke(*ref, delay=0, sweep=True)
 
     async def reconcile(self, namespace: str, name: str) -> Plan | None:
         """Run one reconcile of ``namespace/name``, serialised per object, and record metrics."""
@@ -132,7 +193,9 @@ class Runtime:
         async with lock, self._slots:
             started = time.perf_counter()
             try:
-                todo = await reconcile(self.kube, namespace, name, self.settings, self.discovery)
+                todo = await reconcile(
+                    self.kube, namespace, name, self.settings, self.discovery, reads=self.cache
+                )
             except Exception:
                 self.metrics.reconciles.labels(result="error").inc()
                 raise
@@ -141,6 +204,7 @@ class Runtime:
         self._record(todo)
         if todo is not None and todo.recheck is not None:  # an eviction window ends then
             self.poke(namespace, name, delay=todo.recheck)
+        await self._remember_quiet((namespace, name), todo)
         if todo is None:
             self.metrics.forget(namespace, name)
         else:
@@ -149,6 +213,28 @@ class Runtime:
             if todo.pulls:  # an invalid spec plans nothing: keep the last values
                 self.metrics.observe_pulls(namespace, name, todo.pulls)
         return todo
+
+    async def _unchanged(self, ref: Ref) -> bool:
+        """Whether the last pass of ``ref`` wrote nothing and its inputs are still the same
+        (the cluster's capabilities included: asking refreshes them every few minutes)."""
+        quiet = self._quiet.get(ref)
+        if quiet is None or self.cache is None:
+            return False
+        if self.discovery is not None:
+            await self.discovery.capabilities(ref[0])
+        return quiet == self._inputs(ref)
+
+    def _inputs(self, ref: Ref) -> tuple[object, ...]:
+        assert self.cache is not None
+        caps = self.discovery.current() if self.discovery else None
+        return self.cache.fingerprint(*ref), caps
+
+    async def _remember_quiet(self, ref: Ref, todo: Plan | None) -> None:
+        self._quiet.pop(ref, None)
+        if self.cache is None or todo is None or todo.writes or todo.recheck is not None:
+            return
+        if settled(await self.cache.llmservice(*ref)):
+            self._quiet[ref] = self._inputs(ref)
 
     def _record(self, todo: Plan | None) -> None:
         result = "gone" if todo is None else "changed" if todo.writes else "unchanged"

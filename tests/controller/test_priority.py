@@ -1,0 +1,78 @@
+"""Event-driven reconciles go before the resync sweep: the sweep may use only ``sweepers`` of the
+``workers`` slots, and an event for an object the sweep still queues makes it event-driven. The
+sweep skips only LLMServices that time alone cannot change (:func:`settled`).
+
+The reconcile itself is replaced by a slow stand-in: what is tested is the runtime's scheduling,
+which decides when a reconcile starts, not what a reconcile does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from llmsvc.controller.metrics import OperatorMetrics
+from llmsvc.controller.reconciler import Settings
+from llmsvc.controller.runtime import Runtime, settled
+from llmsvc.plan import Plan
+
+SWEPT = 40
+SLOW = 0.2  # seconds per reconcile: the sweep's backlog is SWEPT * SLOW / sweepers = 8 s
+
+
+class Slow(Runtime):
+    """A runtime whose reconciles take SLOW seconds and record when they started."""
+
+    started: dict[tuple[str, str], float]
+
+    async def reconcile(self, namespace: str, name: str) -> Plan | None:
+        self.started[(namespace, name)] = time.monotonic()
+        await asyncio.sleep(SLOW)
+        return None
+
+
+def runtime() -> Slow:
+    slow = Slow(Settings(image="img"), OperatorMetrics(), workers=2, sweepers=1, debounce=0)
+    slow.started = {}
+    slow._slots, slow._sweep = asyncio.Semaphore(2), asyncio.Semaphore(1)
+    return slow
+
+
+async def test_an_event_starts_at_once_while_the_sweep_has_a_backlog() -> None:
+    slow = runtime()
+    for i in range(SWEPT):
+        slow.poke("ml", f"s{i}", delay=0, sweep=True)
+    await asyncio.sleep(0.1)
+    poked = time.monotonic()
+    slow.poke("ml", "failed-pod-owner")
+    await asyncio.sleep(SLOW)
+    assert slow.started[("ml", "failed-pod-owner")] - poked < SLOW
+    assert len(slow.started) < SWEPT  # the sweep was still busy
+    await slow.close()
+
+
+async def test_an_event_for_an_object_queued_by_the_sweep_jumps_the_queue() -> None:
+    slow = runtime()
+    for i in range(SWEPT):
+        slow.poke("ml", f"s{i}", delay=0, sweep=True)
+    await asyncio.sleep(0.1)
+    poked = time.monotonic()
+    slow.poke("ml", f"s{SWEPT - 1}")  # the last in the sweep's queue
+    await asyncio.sleep(SLOW)
+    assert slow.started[("ml", f"s{SWEPT - 1}")] - poked < SLOW
+    await slow.close()
+
+
+def status(*groups: dict[str, object], ready: str = "True") -> dict[str, object]:
+    return {"status": {"conditions": [{"type": "Ready", "status": ready}], "groups": list(groups)}}
+
+
+def test_only_a_ready_service_without_open_restart_windows_is_settled() -> None:
+    assert settled(status({"index": 0, "phase": "Ready"}))
+    assert not settled(status({"index": 0, "phase": "Ready"}, ready="False"))
+    assert not settled(status({"index": 0, "phase": "Starting"}))
+    # A restart's backoff window closes with time alone: the sweep must keep passing it.
+    restarted = {"index": 0, "phase": "Ready", "lastRestartTime": "2026-11-30T00:00:00Z"}
+    assert not settled(status(restarted))
+    assert not settled(None)
+    moving = {"index": 0, "phase": "Ready", "movingSince": "2026-11-30T00:00:00Z"}
+    assert not settled(status(moving))
