@@ -63,7 +63,13 @@ def test_at_rest_no_reads_and_no_writes(operator_at: OperatorProcess, namespace:
     # The operator reads nodes only as a LIST (cordoned ones); single-node GETs are the node
     # controllers' (e.g. after an earlier test deleted its fake nodes).
     read.pop(("GET", "nodes"), None)
-    assert read == {}, f"GET/LIST requests at rest in {AT_REST_SECONDS:.0f} s: {read}"
+    # Other clients of the shared cluster (kube-proxy and CoreDNS of the real node, the KWOK
+    # controller) relist now and then: one LIST of services was seen in a loaded CI run. So one
+    # request per kind is tolerated; an operator that read on resync would make >= 30 per kind
+    # here (the old one made 121: one per LLMService and resync).
+    others = {slot: n for slot, n in read.items() if n <= 1}
+    assert read == others, f"GET/LIST requests at rest in {AT_REST_SECONDS:.0f} s: {read}"
+    assert sum(others.values()) <= 2, f"too many reads at rest to be other clients': {read}"
     assert operator_at.writes(namespace) == writes
     # The sweep still ran (30 per LLMService), but skipped the settled ones: unchanged inputs.
     assert operator_at.metric("llmsvc_operator_reconciles_total", "unchanged") >= SERVICES * 20

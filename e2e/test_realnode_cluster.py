@@ -47,7 +47,9 @@ def test_containers_really_run_there(real_node: str, real_namespace: str) -> Non
     terminated = wait_for(finished, timeout=120, interval=1, what="the container to exit")
     assert terminated["exitCode"] == 3
     assert "ran on exits" in kubectl("logs", "exits", "-n", real_namespace).stdout
-    assert realnode.pod(real_namespace, "exits")["status"]["phase"] == "Failed"
+    # the kubelet may report the container's exit a moment before the pod's phase
+    wait_for(lambda: realnode.pod(real_namespace, "exits")["status"]["phase"] == "Failed",
+             timeout=30, interval=0.5, what="the pod phase Failed")  # fmt: skip
 
 
 def test_node_processes_listen_on_loopback_or_the_pod_bridge(real_node: str) -> None:

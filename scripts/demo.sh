@@ -33,7 +33,13 @@ kubectl get nodes -L nvidia.com/gpu.product
 
 step "CRD and operator"
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
-kubectl wait --for=condition=Established crd/llmservices.llmsvc.io --timeout=60s >/dev/null
+# (polled: `kubectl wait --for=condition=Established` fails at once while the status is still empty)
+for _ in $(seq 120); do
+	established=$(kubectl get crd llmservices.llmsvc.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')
+	[ "$established" = True ] && break
+	sleep 0.5
+done
+[ "$established" = True ] || { echo "the LLMService CRD is not Established after 60 s" >&2; exit 1; }
 log=$(mktemp -t llmsvc-operator-XXXX.log)
 LLMSVC_IMAGE=localhost/llmsvc/llmservice-operator:dev llmsvc operator --resync-seconds 5 --health-address "127.0.0.1:$(port)" \
 	--metrics-address "127.0.0.1:$(port)" >"$log" 2>&1 &
