@@ -138,6 +138,7 @@ def test_topology_key_keeps_a_group_in_one_rack_and_it_waits_whole(
         if gang_served():  # two free nodes, but in two racks: nothing binds
             stays_unbound(namespace, "racked", 10)
         add_nodes(node(f"{name}-b1", name, labels={RACK: "b"}))
-        wait_for(lambda: len(bound(namespace, "racked")) == 2, timeout=60, what="group bound")
+        # the scheduler retries the gang on the node event; in a loaded full run 60 s was not enough
+        wait_for(lambda: len(bound(namespace, "racked")) == 2, timeout=180, what="group bound")
         assert racks(namespace, "racked") == {"b"}
         wait_ready("racked", namespace)
