@@ -17,6 +17,20 @@ from e2e.helpers import wait_for
 RESYNC_SECONDS = 2.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used so far, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mib(pid: int, field: str = "VmHWM") -> float:
+    """Peak (``VmHWM``) or current (``VmRSS``) resident memory of ``pid``, from /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def free_port() -> int:
     """An unused TCP port on 127.0.0.1."""
     with socket.socket() as sock:
@@ -104,18 +118,14 @@ class OperatorProcess:
         return self.metric("llmsvc_operator_api_writes_total", contains)
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) the process has used so far, from /proc/PID/stat."""
+        """CPU time (user + system) the process has used so far."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def memory_mib(self, field: str = "VmHWM") -> float:
-        """Peak (``VmHWM``) or current (``VmRSS``) resident memory, from /proc/PID/status."""
+        """Peak (``VmHWM``) or current (``VmRSS``) resident memory."""
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return memory_mib(self.proc.pid, field)
 
     def settle(self, seconds: float) -> None:
         """Sleep ``seconds`` (time for several resyncs)."""

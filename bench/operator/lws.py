@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 from e2e.helpers import kubectl, to_yaml, wait_for
-from e2e.operator_process import free_port
+from e2e.operator_process import cpu_seconds, free_port, memory_mib
 
 VERSION = "v0.9.0"
 MODULE = "sigs.k8s.io/lws"
@@ -142,15 +142,11 @@ class LwsProcess:
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def memory_mib(self, field: str = "VmHWM") -> float:
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return memory_mib(self.proc.pid, field)
 
 
 def leaderworkerset(i: int, size: int, gpus: int) -> dict[str, Any]:
