@@ -17,6 +17,26 @@ from e2e.helpers import wait_for
 RESYNC_SECONDS = 2.0
 
 
+def answers(proc: subprocess.Popen[bytes], url: str, log: Path) -> bool:
+    """Whether ``url`` of running process ``proc`` answers 200; raises with its log if it exited."""
+    if proc.poll() is not None:
+        raise AssertionError(f"{proc.args!r} exited: {log.read_text()[-3000:]}")
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bool(response.status == 200)
+
+
+def terminate(proc: subprocess.Popen[bytes], grace: float = 15) -> None:
+    """Stop ``proc`` with SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) process ``pid`` has used so far, from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -76,11 +96,7 @@ class OperatorProcess:
 
     def _healthy(self) -> bool:
         assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"operator exited: {self.log.read_text()[-3000:]}")
-        url = f"http://127.0.0.1:{self.health_port}/healthz"
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
+        return answers(self.proc, f"http://127.0.0.1:{self.health_port}/healthz", self.log)
 
     def kill(self) -> None:
         """SIGKILL, as a crashed or evicted operator pod would die."""
@@ -90,13 +106,8 @@ class OperatorProcess:
 
     def stop(self) -> None:
         """Stop gracefully (SIGTERM), falling back to SIGKILL."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.proc is not None:
+            terminate(self.proc)
 
     def metric(self, name: str, contains: str = "") -> float:
         """The sum of the samples of metric ``name`` whose labels contain ``contains``."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import ssl
 import subprocess
 import tempfile
@@ -22,7 +21,7 @@ from typing import Any
 
 import yaml
 from e2e.helpers import kubectl, to_yaml, wait_for
-from e2e.operator_process import cpu_seconds, free_port, memory_mib
+from e2e.operator_process import answers, cpu_seconds, free_port, memory_mib, terminate
 
 VERSION = "v0.9.0"
 MODULE = "sigs.k8s.io/lws"
@@ -123,19 +122,11 @@ class LwsProcess:
 
     def _healthy(self) -> bool:
         assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError((self.dir / "lws.log").read_text()[-3000:])
-        url = f"http://127.0.0.1:{self.health}/readyz"
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
+        return answers(self.proc, f"http://127.0.0.1:{self.health}/readyz", self.dir / "lws.log")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.proc is not None:
+            terminate(self.proc)
         for hook in self.hooks:
             kubectl("delete", hook["kind"], hook["metadata"]["name"], "--ignore-not-found",
                     check=False)  # fmt: skip
