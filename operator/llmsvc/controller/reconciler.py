@@ -74,7 +74,7 @@ class ApiReads:
 
 async def observe(
     kube: Kube, svc: LLMService, caps: Capabilities = NONE
-) -> tuple[dict[tuple[str, str], Obj], list[Obj]]:
+) -> Observed:
     """Every child labelled for ``svc`` (by kind and name), and its engine pods."""
     selector = f"{names.LABEL_NAME}={svc.name}"
     # KEDA's CRD may not exist: ScaledObjects are listed only when this service asks for them.
