@@ -72,9 +72,7 @@ class ApiReads:
         return await cordoned(self.kube)
 
 
-async def observe(
-    kube: Kube, svc: LLMService, caps: Capabilities = NONE
-) -> Observed:
+async def observe(kube: Kube, svc: LLMService, caps: Capabilities = NONE) -> Observed:
     """Every child labelled for ``svc`` (by kind and name), and its engine pods."""
     selector = f"{names.LABEL_NAME}={svc.name}"
     # KEDA's CRD may not exist: ScaledObjects are listed only when this service asks for them.
