@@ -57,6 +57,24 @@ def kubectl_json(*args: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]
     return out
 
 
+def events_of(namespace: str, name: str) -> list[dict[str, Any]]:
+    """The Events recorded on object ``name`` of ``namespace``."""
+    items: list[dict[str, Any]] = kubectl_json(
+        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+    )["items"]
+    return items
+
+
+def created(events: list[dict[str, Any]]) -> set[str]:
+    """Every ``Kind name`` the operator's ``Created`` Events list (one Event per pass)."""
+    return {
+        item
+        for e in events
+        if e.get("reason") == "Created"
+        for item in str(e.get("message", "")).removeprefix("created ").split(" and ")[0].split(", ")
+    }
+
+
 def to_yaml(objects: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> str:
     """One or many manifests as a multi-document YAML string."""
     docs = [objects] if isinstance(objects, Mapping) else list(objects)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from e2e.gang_helpers import add_nodes, node, placement, pool
-from e2e.helpers import apply, is_ready, kubectl, kubectl_json, pods, wait_for
+from e2e.helpers import apply, created, events_of, is_ready, kubectl, kubectl_json, pods, wait_for
 from e2e.operator_process import OperatorProcess
 from e2e.test_operator import get, llmservice, wait_ready
 
@@ -127,9 +127,9 @@ def test_a_cordon_moves_a_group_after_its_replacement_is_ready(
         leaders, reported = watch(namespace, "co", moved_off(namespace, "co", victim), 90)
         assert leaders >= 2, f"serving capacity dropped to {leaders} Ready replicas"
         assert reported >= 2, f"status.readyReplicas dropped to {reported}"
-        reasons = [e["reason"] for e in kubectl_events(namespace, "co")]
+        reasons = [e["reason"] for e in events_of(namespace, "co")]
         assert "Evacuating" in reasons
-        assert "created StatefulSet co-2" in [e["message"] for e in kubectl_events(namespace, "co")]
+        assert "StatefulSet co-2" in created(events_of(namespace, "co"))
         wait_ready("co", namespace)
 
 
@@ -147,7 +147,7 @@ def test_drain_completes_after_the_group_moved(operator: OperatorProcess, namesp
         wait_for(lambda: not pods(namespace, "llmsvc.io/name=dr,llmsvc.io/group=2"),
                  timeout=60, what="surge group removed")  # fmt: skip
         wait_ready("dr", namespace)
-        reasons = [e["reason"] for e in kubectl_events(namespace, "dr")]
+        reasons = [e["reason"] for e in events_of(namespace, "dr")]
         assert "Evacuating" in reasons
         assert "GroupRestarted" not in reasons  # a move, not a failure
         # the budgets are tight again; the surge group's went with it
@@ -171,7 +171,7 @@ def test_a_drain_without_room_for_a_surge_completes_with_one_group_serving(
         victim = node_of_group(namespace, "td", 0)
         leaders, _ = watch_drain(namespace, "td", drain(victim))
         assert leaders >= 1, f"serving capacity dropped to {leaders} Ready replicas"
-        reasons = [e["reason"] for e in kubectl_events(namespace, "td")]
+        reasons = [e["reason"] for e in events_of(namespace, "td")]
         assert "SurgeUnschedulable" in reasons  # "no room for surge group 2: ... one at a time"
         assert victim not in [p["spec"].get("nodeName") for p in ranks(namespace, "td")]
         wait_for(lambda: progressing(namespace, "td")["reason"] == "WaitingForNodes",
@@ -222,22 +222,15 @@ def test_a_cordon_without_room_for_a_surge_moves_one_group_and_says_so(
             on_victim = [
                 p for p in ranks(namespace, "tight") if p["spec"].get("nodeName") == victim
             ]
-            reasons = [e["reason"] for e in kubectl_events(namespace, "tight")]
+            reasons = [e["reason"] for e in events_of(namespace, "tight")]
             return not on_victim and "SurgeUnschedulable" in reasons
 
         leaders, _ = watch(namespace, "tight", moved, 90)
         assert leaders >= 1
-        reasons = [e["reason"] for e in kubectl_events(namespace, "tight")]
+        reasons = [e["reason"] for e in events_of(namespace, "tight")]
         assert "SurgeUnschedulable" in reasons  # "no room for surge group 2: ... one at a time"
         # the moved group waits for room (Degraded=Unschedulable only after the grace period)
         wait_for(lambda: progressing(namespace, "tight")["reason"] == "WaitingForNodes",
                  timeout=30, what="the moved group waits for room")  # fmt: skip
         kubectl("uncordon", f"{name}-2")
         wait_ready("tight", namespace)
-
-
-def kubectl_events(namespace: str, name: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = kubectl_json(
-        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
-    )["items"]
-    return items

@@ -13,7 +13,17 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.helpers import REPO, apply, is_ready, kubectl, kubectl_json, pods, wait_for
+from e2e.helpers import (
+    REPO,
+    apply,
+    created,
+    events_of,
+    is_ready,
+    kubectl,
+    kubectl_json,
+    pods,
+    wait_for,
+)
 from e2e.operator_process import RESYNC_SECONDS, OperatorProcess
 from llmsvc.api import parse
 from llmsvc.plan.diff import satisfies
@@ -250,13 +260,6 @@ def update_revisions(ns: str, name: str) -> list[str]:
                 .get("updateRevision")) for g in (0, 1)]  # fmt: skip
 
 
-def events_of(ns: str, name: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = kubectl_json(
-        "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}"
-    )["items"]
-    return items  # fmt: skip
-
-
 def test_template_change_rolls_group_by_group(operator: OperatorProcess, namespace: str) -> None:
     apply(llmservice("roll", replicas=2), namespace)
     wait_ready("roll", namespace)
@@ -279,8 +282,8 @@ def test_template_change_rolls_group_by_group(operator: OperatorProcess, namespa
         time.sleep(0.2)
     else:
         pytest.fail("rollout did not finish")
-    messages = [e["message"] for e in events_of(namespace, "roll")]
-    assert "created StatefulSet roll-2" in messages, "no surge group came up first"
+    new = created(events_of(namespace, "roll"))
+    assert "StatefulSet roll-2" in new, f"no surge group came up first: {new}"
     wait_for(lambda: not group_pods(namespace, "roll", 2), timeout=30, what="surge group removed")
     wait_ready("roll", namespace)
 

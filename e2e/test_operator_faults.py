@@ -10,13 +10,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from e2e.helpers import apply, is_ready, kubectl, kubectl_json, wait_for
+from e2e.helpers import apply, events_of, is_ready, kubectl, kubectl_json, wait_for
 from e2e.operator_process import RESYNC_SECONDS, OperatorProcess
 from e2e.test_operator import (
     READY_TIMEOUT,
     children,
     condition,
-    events_of,
     get,
     group_pods,
     llmservice,

@@ -127,7 +127,10 @@ async def test_an_invalid_child_is_surfaced_as_degraded_and_an_event_once() -> N
         rejected = [e["message"] for e in events if e["reason"] == "ApplyRejected"]
         assert len(rejected) == 2  # llama-0 and llama-1
         assert REJECTION in rejected[0]
-        assert "created StatefulSet llama-0" not in [e["message"] for e in events]
+        created = [e["message"] for e in events if e["reason"] == "Created"]
+        assert len(created) == 1, "one Created Event per pass"
+        assert "Service llama-headless" in created[0]
+        assert "StatefulSet" not in created[0]  # both were rejected: never claimed
         status_writes = len(api.received("PATCH", "/status"))
         await reconcile(kube, "ml", "llama", Settings(image="img"))
         again = [r.body["reason"] for r in api.received("POST", "/events")]

@@ -27,7 +27,16 @@ from llmsvc.api import InvalidSpecError, LLMService, parse
 from llmsvc.api.status import LLMServiceStatus
 from llmsvc.controller.discovery import Discovery, gang_status
 from llmsvc.controller.kube import CHILD_KINDS, Kube, server_message
-from llmsvc.plan import Event, Plan, RestartPolicy, invalid_status, key, plan, with_rejections
+from llmsvc.plan import (
+    Event,
+    Plan,
+    RestartPolicy,
+    invalid_status,
+    key,
+    merged,
+    plan,
+    with_rejections,
+)
 from llmsvc.render import NONE, Capabilities, group, names, render, surge_extras
 
 Obj = dict[str, Any]
@@ -168,7 +177,7 @@ async def reconcile(
         gang=gang_status(svc.spec.scheduling.gang, caps),
     )
     todo = await execute(kube, svc, todo, now)
-    for event in todo.events:
+    for event in merged(todo.events):  # one Created Event per pass, not one per child
         await post(kube, body, event)
     return todo
 

@@ -3,6 +3,7 @@
 Nothing here talks to the API server or reads the clock; the controller passes ``now`` in.
 """
 
+from llmsvc.plan.events import merged
 from llmsvc.plan.planner import Event, Plan, key, owned_by, plan, with_rejections
 from llmsvc.plan.restarts import RestartPolicy
 from llmsvc.plan.status import invalid_status
@@ -13,6 +14,7 @@ __all__ = [
     "RestartPolicy",
     "invalid_status",
     "key",
+    "merged",
     "owned_by",
     "plan",
     "with_rejections",
