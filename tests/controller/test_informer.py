@@ -128,3 +128,21 @@ async def test_a_deleted_object_stays_gone_unless_it_lingers() -> None:
     assert ("ml", "a") not in informer.store
     assert informer.store[("ml", "b")]["metadata"]["deletionTimestamp"]
     assert informer.owned("ml", "svc") == [informer.store[("ml", "b")]]
+
+
+async def test_a_relabelled_object_is_reported_to_its_former_owner_too() -> None:
+    moved = {"type": "MODIFIED", "object": pod("a", 11, owner="other")}
+    server = Server([listing(10, pod("a", 10, owner="svc"))], [[moved]])
+    seen: list[tuple[str, str]] = []
+    async with serve(server) as api:
+        informer = Informer(api, "/api/v1/pods", "Pod", "v1")
+        informer.on_event = lambda type_, obj: seen.append(
+            (type_, obj["metadata"]["labels"]["llmsvc.io/name"])
+        )
+        task = asyncio.create_task(informer.run())
+        async with asyncio.timeout(5):
+            while ("MODIFIED", "other") not in seen:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        task.cancel()
+    assert seen == [("ADDED", "svc"), ("MODIFIED", "svc"), ("MODIFIED", "other")]
+    assert informer.owned("ml", "svc") == []

@@ -76,3 +76,21 @@ def test_only_a_ready_service_without_open_restart_windows_is_settled() -> None:
     assert not settled(None)
     moving = {"index": 0, "phase": "Ready", "movingSince": "2026-11-30T00:00:00Z"}
     assert not settled(status(moving))
+
+
+async def test_the_sweep_passes_over_quiet_services_until_an_event_pokes_them() -> None:
+    slow = runtime()
+    slow.resync = 0.3
+    slow.known = {("ml", "quiet"), ("ml", "busy")}
+    slow._quiet[("ml", "quiet")] = None  # its last pass wrote nothing and it is settled
+    loop = asyncio.create_task(slow._resync_loop())
+    await asyncio.sleep(0.7)  # two sweeps
+    assert ("ml", "busy") in slow.started
+    assert ("ml", "quiet") not in slow.started
+    assert slow.metrics.reconciles.labels(result="unchanged")._value.get() >= 2
+    slow.poke("ml", "quiet")  # a watch event: one of its inputs changed
+    assert ("ml", "quiet") not in slow._quiet
+    await asyncio.sleep(SLOW + 0.1)
+    assert ("ml", "quiet") in slow.started
+    loop.cancel()
+    await slow.close()

@@ -20,7 +20,7 @@ from typing import Any
 from kubernetes_asyncio.client import ApiClient
 
 from llmsvc.api import LLMService
-from llmsvc.controller.informer import Informer, key_of, version_of
+from llmsvc.controller.informer import Informer, key_of
 from llmsvc.controller.kube import CHILD_KINDS, KINDS, prefix_of
 from llmsvc.plan import key
 from llmsvc.render import NONE, Capabilities, names
@@ -164,22 +164,6 @@ class Cache:
         informer = self.informers[("Node", "")]
         await informer.synced.wait()
         return frozenset(name for _, name in informer.store)
-
-    def fingerprint(self, namespace: str, name: str) -> tuple[object, ...]:
-        """The resourceVersions of everything a reconcile of ``namespace/name`` reads: equal
-        fingerprints mean the same inputs (LLMService, children, pods, cordoned nodes)."""
-        scope = "" if not self.namespaces else namespace
-        versions: list[tuple[str, str, str]] = []
-        for (kind, ns), informer in self.informers.items():
-            if ns != scope or kind == "Node":
-                continue
-            held = [informer.store.get((namespace, name))] if kind == "LLMService" else []
-            for obj in [*held, *informer.owned(namespace, name)]:
-                if obj is not None:
-                    versions.append((kind, key_of(obj)[1], version_of(obj)))
-        nodes = self.informers.get(("Node", ""))
-        cordoned = frozenset(nodes.store) if nodes is not None else frozenset()
-        return tuple(sorted(versions)), cordoned
 
     def remember(self, obj: Obj) -> None:
         """The server's reply to one of our writes: the cache holds it from now on."""

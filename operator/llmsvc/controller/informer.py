@@ -183,7 +183,10 @@ class Informer:
             return  # BOOKMARK: only its resourceVersion matters
         obj.setdefault("kind", self.kind)
         obj.setdefault("apiVersion", self.api_version)
+        held = self.store.get(key_of(obj))
         if self._apply(type_, obj):
+            if held is not None and owner_of(held) != owner_of(obj):
+                self.on_event(type_, held)  # relabelled: its former owner lost it
             self.on_event(type_, obj)
 
     def _apply(self, type_: str, obj: Obj) -> bool:

@@ -9,9 +9,11 @@ with backoff, never sooner than a throttling API server's ``Retry-After`` (pokes
 the meantime are merged into that retry). Event-driven reconciles take priority: the resync
 sweep runs at most ``sweepers`` reconciles at once, so the others are always free for events,
 and an event turns a pending sweep reconcile of the same object into an event-driven one. The
-sweep skips an LLMService that is settled (every group Ready, no restart bookkeeping that time
-alone could change) and whose inputs in the watch caches are exactly those of its last pass that
-wrote nothing: that pass would find nothing to do again. None of this needs a finalizer on the
+sweep passes over an LLMService that is settled (every group Ready, no restart bookkeeping that
+time alone could change), whose last pass wrote nothing, and that no watch event has poked since
+(every change of its inputs in the watch caches pokes it) nor a change of the cluster's
+capabilities: that pass would find nothing to do again. Skipping costs a set lookup, so 1,000
+settled LLMServices cost the sweep almost nothing. None of this needs a finalizer on the
 LLMService, so deleting one never waits for the operator.
 """
 
@@ -92,7 +94,7 @@ class Runtime:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _slots: asyncio.Semaphore | None = None
     _sweep: asyncio.Semaphore | None = None
-    _quiet: dict[Ref, tuple[object, ...]] = field(default_factory=dict)  # inputs of a no-op pass
+    _quiet: dict[Ref, object] = field(default_factory=dict)  # capabilities at a no-op pass
 
     def attach(self, api: ApiClient) -> None:
         """Start talking to the API server through ``api``: the watch caches and the resync."""
@@ -137,6 +139,8 @@ class Runtime:
         if not name:
             return
         ref = (namespace, name)
+        if not sweep:
+            self._quiet.pop(ref, None)  # its inputs changed: the sweep must pass it again
         task, swept = self._pending.get(ref, (None, False))
         if task is not None and not task.done():
             if sweep or not swept:
@@ -157,9 +161,6 @@ class Runtime:
             await self._attempt(ref, attempt, sweep)
 
     async def _attempt(self, ref: Ref, attempt: int, sweep: bool) -> None:
-        if sweep and await self._unchanged(ref):
-            self.metrics.reconciles.labels(result="unchanged").inc()
-            return
         try:
             await self.reconcile(*ref)
         except Exception as error:  # retried with backoff; the resync would retry anyway
@@ -175,15 +176,26 @@ class Runtime:
             self._pending[ref] = (asyncio.create_task(retry), False)  # events merge into it
 
     async def _resync_loop(self) -> None:
-        """Poke every known LLMService once per resync period, spread evenly over it."""
+        """Poke every known LLMService that is not quiet once per resync period, spread evenly
+        over it."""
         while True:
-            refs = sorted(self.known)
+            refs = await self._due()
             if not refs:
                 await asyncio.sleep(self.resync)
             for ref in refs:
                 await asyncio.sleep(self.resync / len(refs))
-                if ref in self.known:
+                if ref in self.known and ref not in self._quiet:
                     self.poke(*ref, delay=0, sweep=True)
+
+    async def _due(self) -> list[Ref]:
+        """The known LLMServices a sweep pass could change; the others count as unchanged."""
+        if self.discovery is not None and self._quiet:  # asking refreshes them now and then
+            caps = await self.discovery.capabilities(next(iter(self._quiet))[0])
+            for ref in [ref for ref, held in self._quiet.items() if held != caps]:
+                self._quiet.pop(ref, None)
+        due = sorted(self.known - self._quiet.keys())
+        self.metrics.reconciles.labels(result="unchanged").inc(len(self.known) - len(due))
+        return due
 
     async def reconcile(self, namespace: str, name: str) -> Plan | None:
         """Run one reconcile of ``namespace/name``, serialised per object, and record metrics."""
@@ -214,27 +226,15 @@ class Runtime:
                 self.metrics.observe_pulls(namespace, name, todo.pulls)
         return todo
 
-    async def _unchanged(self, ref: Ref) -> bool:
-        """Whether the last pass of ``ref`` wrote nothing and its inputs are still the same
-        (the cluster's capabilities included: asking refreshes them every few minutes)."""
-        quiet = self._quiet.get(ref)
-        if quiet is None or self.cache is None:
-            return False
-        if self.discovery is not None:
-            await self.discovery.capabilities(ref[0])
-        return quiet == self._inputs(ref)
-
-    def _inputs(self, ref: Ref) -> tuple[object, ...]:
-        assert self.cache is not None
-        caps = self.discovery.current() if self.discovery else None
-        return self.cache.fingerprint(*ref), caps
-
     async def _remember_quiet(self, ref: Ref, todo: Plan | None) -> None:
+        """After a pass: ``ref`` is quiet when it wrote nothing and is settled. A watch event
+        that arrived during the pass has queued another pass, which decides again."""
         self._quiet.pop(ref, None)
         if self.cache is None or todo is None or todo.writes or todo.recheck is not None:
             return
-        if settled(await self.cache.llmservice(*ref)):
-            self._quiet[ref] = self._inputs(ref)
+        if ref in self._pending or not settled(await self.cache.llmservice(*ref)):
+            return
+        self._quiet[ref] = self.discovery.current() if self.discovery else None
 
     def _record(self, todo: Plan | None) -> None:
         result = "gone" if todo is None else "changed" if todo.writes else "unchanged"
