@@ -31,7 +31,7 @@ def holder(namespace: str) -> str:
 
 
 @pytest.fixture
-def candidates(namespace: str) -> Iterator[dict[str, OperatorProcess]]:
+def candidates(cluster: object, namespace: str) -> Iterator[dict[str, OperatorProcess]]:
     args = ("--leader-elect", f"--leader-election-namespace={namespace}",
             f"--leader-election-name={LEASE}")  # fmt: skip
     procs = {n: OperatorProcess(extra_args=args, env={"POD_NAME": n}) for n in ("a", "b")}

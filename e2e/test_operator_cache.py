@@ -38,8 +38,10 @@ def no_namespace_terminating() -> bool:
 
 
 @pytest.fixture
-def operator_at(namespace: str, request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
-    """An operator of ``namespace`` only, with the resync period the test asks for."""
+def operator_at(
+    cluster: object, namespace: str, request: pytest.FixtureRequest
+) -> Iterator[OperatorProcess]:
+    """An operator of ``namespace`` only (CRDs installed), with the resync the test asks for."""
     op = OperatorProcess(resync=request.param, namespaces=(namespace,))
     op.start()
     yield op
