@@ -12,7 +12,8 @@ ONE run:
   object, total), API writes per LLMService, its CPU time until Ready; then a steady-state window
   (no client polls meanwhile): writes, and GET/LIST requests on the operator's resources as
   kube-apiserver counts them (apiserver_request_total, goal 0 for both), its CPU time at rest,
-  and its peak RSS (with the RSS right after start, for a figure per 1,000 objects).
+  and its peak RSS (with the RSS right after start, for a figure per 1,000 objects); then the
+  time from a pod failure (a deleted worker rank) to its group's restart, 5 times.
 
 Routers are disabled so that N pods of routers do not need CPU nodes; everything else is real.
 The load average of the machine is printed with the figures (the machine may be shared).
@@ -199,14 +200,38 @@ def measure(proc: Measured, writes: Callable[[], float], objs: list[dict[str, An
             "idle_rss_mib": idle_rss}  # fmt: skip
 
 
+RESTARTS = 5  # pod failures timed, one at a time, on different two-node LLMServices
+
+
+def restart_seconds(op: OperatorProcess, ns: str, n: int) -> list[float]:
+    """Seconds from deleting a worker rank of a two-node LLMService (a pod failure, as KWOK
+    pods cannot crash) until the operator has restarted its group (its restart counter moved),
+    with every other LLMService at rest."""
+    multi = list(range(0, n, MULTI_EVERY))[:RESTARTS]
+    seconds = []
+    for i in multi:
+        before = op.metric("llmsvc_operator_group_restarts_total")
+        start = time.monotonic()
+        kubectl("delete", "pod", f"bench-{i}-0-1", "-n", ns, "--wait=false")
+        while op.metric("llmsvc_operator_group_restarts_total") == before:
+            if time.monotonic() - start > 120:
+                raise SystemExit(f"bench-{i}: no group restart 120 s after its rank was deleted")
+            time.sleep(0.05)
+        seconds.append(time.monotonic() - start)
+    return seconds
+
+
 def operator_run(n: int, ns: str, timeout: float, steady: float) -> dict[str, float]:
     fresh_namespace(ns)
     op = OperatorProcess(resync=30, namespaces=(ns,))  # alone, even on a shared cluster
     op.start()
     try:
         objs = [spec(i)[0] for i in range(n)]
-        return measure(op, op.writes, objs, ns, kind="llmservices", ready=llm_ready,
-                       timeout=timeout, steady=steady)  # fmt: skip
+        result = measure(op, op.writes, objs, ns, kind="llmservices", ready=llm_ready,
+                         timeout=timeout, steady=steady)  # fmt: skip
+        restarts = restart_seconds(op, ns, n)
+        return result | {"restart_p50_s": statistics.median(restarts),
+                         "restart_max_s": max(restarts)}  # fmt: skip
     finally:
         op.stop()
         kubectl("delete", "namespace", ns, "--wait=false", check=False)
@@ -242,6 +267,8 @@ def report(n: int, base: float, alone: float, r: dict[str, float], steady: float
         ("operator peak RSS (right after start)",
          f"{r['rss_mib']:.0f} MiB ({r['idle_rss_mib']:.0f} MiB)"),
         ("  growth per 1,000 LLMServices", f"{per_1000:.0f} MiB"),
+        (f"pod failure to group restart, {RESTARTS} at rest: p50 / max",
+         f"{r['restart_p50_s']:.2f} s / {r['restart_max_s']:.2f} s"),
         ("kubectl apply of all: without / with operator",
          f"{alone:.1f} s / {r['apply_s']:.1f} s  ({r['apply_s'] / alone:.2f}x)"),
         ("load average (1/5/15 min) at the end", " / ".join(f"{x:.1f}" for x in os.getloadavg())),
