@@ -95,7 +95,7 @@ def test_default_is_cluster_wide_with_one_leader_elected_replica() -> None:
     assert container["image"] == IMAGE
     assert {"name": "LLMSVC_IMAGE", "value": IMAGE} in container["env"]
     assert container["args"] == [
-        "operator", "--resync-seconds=30", "--health-address=0.0.0.0:8080",
+        "operator", "--resync-seconds=30", "--workers=16", "--health-address=0.0.0.0:8080",
         "--metrics-address=0.0.0.0:9090", "--leader-elect", "--leader-election-namespace=ops",
         "--leader-election-name=rel-llmservice-operator",
     ]  # fmt: skip
@@ -330,6 +330,7 @@ def test_metrics_disabled_means_no_service_and_no_endpoint() -> None:
     ("flags", "message"),
     [
         (["--set", "resyncSeconds=soon"], "resyncSeconds"),
+        (["--set", "workers=0"], "workers"),
         (["--set", "logLevel=trace"], "logLevel"),
         (["--set", "watchNamespaces=team-a"], "watchNamespaces"),
         (["--set-json", 'watchNamespaces=["Team_A"]'], "watchNamespaces"),

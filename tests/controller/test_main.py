@@ -19,6 +19,16 @@ def test_operator_flags_and_defaults() -> None:
     assert args.namespace == ["a", "b"]
     assert args.resync_seconds == 30
     assert args.health_address.endswith(":8080")
+    assert args.workers == 16
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "four", "1.5"])
+def test_workers_must_be_a_whole_number_of_at_least_one(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser("operator").parse_args(["operator", "--workers", bad])
+    assert "is not a whole number of at least 1" in capsys.readouterr().err
 
 
 def test_operator_help_names_every_flag(capsys: pytest.CaptureFixture[str]) -> None:

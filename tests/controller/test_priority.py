@@ -94,3 +94,38 @@ async def test_the_sweep_passes_over_quiet_services_until_an_event_pokes_them() 
     assert ("ml", "quiet") in slow.started
     loop.cancel()
     await slow.close()
+
+
+class Creating(Slow):
+    """LLMServices named ``new-*`` have no children yet: their passes create them."""
+
+    running: set[tuple[str, str]]
+    most: int
+
+    def _new(self, ref: tuple[str, str]) -> bool:
+        return ref[1].startswith("new-")
+
+    async def reconcile(self, namespace: str, name: str) -> Plan | None:
+        self.running.add((namespace, name))
+        self.most = max(self.most, sum(1 for _, n in self.running if n.startswith("new-")))
+        try:
+            return await super().reconcile(namespace, name)
+        finally:
+            self.running.discard((namespace, name))
+
+
+async def test_new_services_are_created_one_at_a_time_and_repairs_do_not_wait() -> None:
+    slow = Creating(Settings(image="img"), OperatorMetrics(), workers=4, debounce=0)
+    slow.started, slow.running, slow.most = {}, set(), 0
+    slow._slots, slow._sweep, slow._create = (asyncio.Semaphore(n) for n in (4, 2, 1))
+    for i in range(5):
+        slow.poke("ml", f"new-{i}")
+    await asyncio.sleep(0.05)
+    poked = time.monotonic()
+    slow.poke("ml", "existing")  # e.g. a pod of a Ready LLMService failed
+    await asyncio.sleep(SLOW / 2)
+    assert slow.started[("ml", "existing")] - poked < SLOW / 2
+    await asyncio.sleep(5 * SLOW)
+    assert slow.most == 1
+    assert {n for _, n in slow.started} == {"existing", *(f"new-{i}" for i in range(5))}
+    await slow.close()

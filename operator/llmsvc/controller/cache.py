@@ -165,6 +165,11 @@ class Cache:
         await informer.synced.wait()
         return frozenset(name for _, name in informer.store)
 
+    def has_children(self, namespace: str, name: str) -> bool:
+        """Whether LLMService ``namespace/name`` has a StatefulSet in the cache."""
+        informer = self.informers.get(("StatefulSet", "" if not self.namespaces else namespace))
+        return informer is not None and bool(informer.index.get((namespace, name)))
+
     def remember(self, obj: Obj) -> None:
         """The server's reply to one of our writes: the cache holds it from now on."""
         informer = self._holder(obj)

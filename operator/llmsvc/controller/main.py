@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="period of the drift-repairing resync of every LLMService (default 30)",
     )
     parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=16,
+        help="reconciles that may run at once (default 16); first passes of new LLMServices "
+        "run one at a time regardless",
+    )
+    parser.add_argument(
         "--restart-backoff-seconds",
         type=float,
         default=10.0,
@@ -85,6 +92,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     autoscaler.add_arguments(parser)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def split_names(text: str) -> tuple[str, ...]:
     """``"a, b,,c"`` -> ``("a", "b", "c")``."""
     return tuple(name.strip() for name in text.split(",") if name.strip())
@@ -118,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         settings=settings,
         metrics=metrics,
         resync=args.resync_seconds,
+        workers=args.workers,
         namespaces=tuple(args.namespace),
     )
     registry = kopf.OperatorRegistry()

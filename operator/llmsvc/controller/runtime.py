@@ -8,7 +8,10 @@ of one object never overlap, at most ``workers`` run at once, and a failed recon
 with backoff, never sooner than a throttling API server's ``Retry-After`` (pokes that arrive in
 the meantime are merged into that retry). Event-driven reconciles take priority: the resync
 sweep runs at most ``sweepers`` reconciles at once, so the others are always free for events,
-and an event turns a pending sweep reconcile of the same object into an event-driven one. The
+and an event turns a pending sweep reconcile of the same object into an event-driven one.
+First passes of new LLMServices (no StatefulSet yet: about ten writes each) run ``creators`` at a
+time, so a burst of new objects is paced (the pods downstream are slower anyway) and neither
+starves the repairs of existing ones nor crowds other clients off the API server. The
 sweep passes over an LLMService that is settled (every group Ready, no restart bookkeeping that
 time alone could change), whose last pass wrote nothing, and that no watch event has poked since
 (every change of its inputs in the watch caches pokes it) nor a change of the cluster's
@@ -83,6 +86,7 @@ class Runtime:
     debounce: float = 0.5
     workers: int = 16
     sweepers: int = 2
+    creators: int = 1
     namespaces: tuple[str, ...] = ()
     kube: Kube | None = None
     discovery: Discovery | None = None
@@ -94,6 +98,7 @@ class Runtime:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _slots: asyncio.Semaphore | None = None
     _sweep: asyncio.Semaphore | None = None
+    _create: asyncio.Semaphore | None = None
     _quiet: dict[Ref, object] = field(default_factory=dict)  # capabilities at a no-op pass
 
     def attach(self, api: ApiClient) -> None:
@@ -108,6 +113,7 @@ class Runtime:
         self.discovery = Discovery(self.kube)
         self._slots = asyncio.Semaphore(self.workers)
         self._sweep = asyncio.Semaphore(self.sweepers)
+        self._create = asyncio.Semaphore(self.creators)
         cache.start()
         self._tasks.append(asyncio.create_task(self._resync_loop()))
 
@@ -162,7 +168,11 @@ class Runtime:
 
     async def _attempt(self, ref: Ref, attempt: int, sweep: bool) -> None:
         try:
-            await self.reconcile(*ref)
+            if self._create is not None and self._new(ref):
+                async with self._create:
+                    await self.reconcile(*ref)
+            else:
+                await self.reconcile(*ref)
         except Exception as error:  # retried with backoff; the resync would retry anyway
             if isinstance(error, ApiException) and terminating(error):
                 log.info("%s/%s: its namespace is being deleted; not retrying", *ref)
@@ -174,6 +184,10 @@ class Runtime:
                 log.exception("reconcile of %s/%s failed (attempt %d)", *ref, attempt + 1)
             retry = self._later(ref, delay, attempt + 1, sweep)
             self._pending[ref] = (asyncio.create_task(retry), False)  # events merge into it
+
+    def _new(self, ref: Ref) -> bool:
+        """Whether ``ref`` has no StatefulSet yet: its next pass creates its children."""
+        return self.cache is not None and not self.cache.has_children(*ref)
 
     async def _resync_loop(self) -> None:
         """Poke every known LLMService that is not quiet once per resync period, spread evenly
