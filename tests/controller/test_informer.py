@@ -4,15 +4,21 @@ what vanished meanwhile. A small aiohttp server plays the API server's list and 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from aiohttp import web
 from kubernetes_asyncio import client
 
+from llmsvc.controller.cache import pod_essentials
 from llmsvc.controller.informer import Informer, newer
+from llmsvc.plan.pods import pod_facts
+from tests.plan.fixtures import OWNERS
+from tests.plan.fixtures import pod as pod_fixture
 
 Obj = dict[str, Any]
 
@@ -146,3 +152,17 @@ async def test_a_relabelled_object_is_reported_to_its_former_owner_too() -> None
         task.cancel()
     assert seen == [("ADDED", "svc"), ("MODIFIED", "svc"), ("MODIFIED", "other")]
     assert informer.owned("ml", "svc") == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"ready": False}, {"unschedulable": "0/3 nodes"}, {"terminating": True},
+     {"pull_log": "403 Forbidden"}, {"phase": "Failed", "restarts": 3}],
+)  # fmt: skip
+def test_the_cache_keeps_every_pod_field_the_planner_reads(kwargs: dict[str, Any]) -> None:
+    full = pod_fixture(0, 1, **kwargs)
+    full["spec"] = {"nodeName": "gpu-1", "containers": [{"name": "engine", "env": [{"name": "X"}]}]}
+    kept = pod_essentials(copy.deepcopy(full))
+    assert "containers" not in kept["spec"]
+    assert pod_facts(kept, OWNERS) == pod_facts(full, OWNERS)
+    assert kept["metadata"] == full["metadata"]  # evictions and pokes need all of it

@@ -31,6 +31,7 @@ Seen = Callable[[str, str, bool], None]  # (namespace, name, deleted)
 CORDONED = "spec.unschedulable=true"
 POD_SELECTOR = f"{names.LABEL_NAME},{names.LABEL_GROUP}"
 NODE = ("Node", "v1", "/api/v1/nodes")
+POD_STATUS = ("phase", "conditions", "containerStatuses", "initContainerStatuses", "podIP")
 
 
 def collection(kind: str, namespace: str, api_version: str = "") -> str:
@@ -44,6 +45,18 @@ def version_of_kind(kind: str) -> str:
     """The table's apiVersion of ``kind`` (``/apis/apps/v1`` -> ``apps/v1``)."""
     prefix = KINDS[kind][0]
     return prefix.removeprefix("/api/").removeprefix("/apis/")
+
+
+def pod_essentials(pod: Obj) -> Obj:
+    """What the planner reads of a pod (:func:`llmsvc.plan.pods.pod_facts`, evictions, node
+    pokes): its metadata, node and status, without the containers of its spec (most of it)."""
+    node = (pod.get("spec") or {}).get("nodeName")
+    status = pod.get("status") or {}
+    return {
+        "kind": pod.get("kind"), "apiVersion": pod.get("apiVersion"),
+        "metadata": pod.get("metadata") or {}, "spec": {"nodeName": node} if node else {},
+        "status": {k: status[k] for k in POD_STATUS if k in status},
+    }  # fmt: skip
 
 
 def owner(obj: Obj) -> str:
@@ -84,9 +97,10 @@ class Cache:
         on_event: Callable[[str, Obj], None] | None = None,
     ) -> Informer:  # fmt: skip
         version = api_version or version_of_kind(kind)
+        keep = pod_essentials if kind == "Pod" else None
         informer = Informer(
             self.api, collection(kind, namespace, api_version), kind, version,
-            label_selector=selector, on_event=on_event or self._on_child,
+            label_selector=selector, on_event=on_event or self._on_child, keep=keep,
         )  # fmt: skip
         self._run((kind, namespace), informer)
         return informer

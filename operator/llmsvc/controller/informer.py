@@ -83,6 +83,7 @@ class Informer:
     error: ApiException | None = None  # the last refused list (a 403 or 404 stops the informer)
     refusal_expected: bool = False  # a 403 is normal here (nodes under namespaced RBAC): no error
     index: dict[Key, dict[str, Obj]] = field(default_factory=dict)  # by owner_of
+    keep: Callable[[Obj], Obj] | None = None  # the part of each object worth holding
     _version: str = ""
     _gone: dict[Key, str] = field(default_factory=dict)  # deleted by us, at this version
 
@@ -206,6 +207,7 @@ class Informer:
 
     def _put(self, obj: Obj) -> None:
         (obj.get("metadata") or {}).pop("managedFields", None)  # unread; a third of the bytes
+        obj = self.keep(obj) if self.keep is not None else obj
         k = key_of(obj)
         self._drop(k)
         self.store[k] = obj
