@@ -40,7 +40,10 @@ def add_nodes(*nodes: dict[str, Any]) -> None:
     manifests = to_yaml(nodes)
     apply = ("apply", "--server-side", "--field-manager=llmsvc-e2e", "-f", "-")
     kubectl(*apply, input=manifests)
-    kubectl(*apply, "--subresource=status", input=manifests)
+    # The node TTL controller rewrites node.alpha.kubernetes.io/ttl once a cluster has over 100
+    # nodes (e.g. during a benchmark); the status apply re-sends the manifest's metadata, and
+    # like a kubelet, what it reports wins.
+    kubectl(*apply, "--subresource=status", "--force-conflicts", input=manifests)
     names = [f"node/{n['metadata']['name']}" for n in nodes]
     kubectl("wait", "--for=condition=Ready", *names, "--timeout=60s", timeout=70)
 
