@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from e2e.helpers import kubectl, to_yaml, wait_for
+from e2e.helpers import kubectl, to_yaml, wait_established, wait_for
 from e2e.operator_process import answers, cpu_seconds, free_port, memory_mib, terminate
 
 VERSION = "v0.9.0"
@@ -100,8 +100,7 @@ class LwsProcess:
         self.token = scraper_token()
         kubectl("apply", "--server-side", "--force-conflicts", "-f",
                 str(source / "config/crd/bases"))  # fmt: skip
-        kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                "crd/leaderworkersets.leaderworkerset.x-k8s.io", timeout=70)  # fmt: skip
+        wait_established(source / "config/crd/bases")
         self.hooks = webhooks(source / "config/webhook/manifests.yaml", self.port, ca,
                               self.namespace)  # fmt: skip
         kubectl("apply", "-f", "-", input=to_yaml(self.hooks))
