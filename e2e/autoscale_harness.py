@@ -296,17 +296,23 @@ class ReplicaRecorder:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop sampling, with one last sample: the value the caller just waited for is in the
+        sequence even when it came after the thread's last sample."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._sample()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                value = replicas(self.namespace, self.name)
-            except Exception:  # the next sample retries
-                value = None
-            if value is not None and (not self.sequence or self.sequence[-1] != value):
-                self.sequence.append(value)
-                self.changes.append((time.monotonic(), value))
+            self._sample()
             self._stop.wait(0.2)
+
+    def _sample(self) -> None:
+        try:
+            value = replicas(self.namespace, self.name)
+        except Exception:  # the next sample retries
+            return
+        if not self.sequence or self.sequence[-1] != value:
+            self.sequence.append(value)
+            self.changes.append((time.monotonic(), value))
