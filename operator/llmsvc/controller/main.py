@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=16,
         help="reconciles that may run at once (default 16); first passes of new LLMServices "
-        "run two at a time regardless",
+        "run one at a time regardless",
     )
     parser.add_argument(
         "--restart-backoff-seconds",

@@ -86,7 +86,7 @@ class Runtime:
     debounce: float = 0.5
     workers: int = 16
     sweepers: int = 2
-    creators: int = 2
+    creators: int = 1
     namespaces: tuple[str, ...] = ()
     kube: Kube | None = None
     discovery: Discovery | None = None
