@@ -58,7 +58,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class OperatorProcess:
+class Measured:
+    """A controller process (``proc``) whose CPU time and memory the benchmarks read."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the process has used so far."""
+        assert self.proc is not None
+        return cpu_seconds(self.proc.pid)
+
+    def memory_mib(self, field: str = "VmHWM") -> float:
+        """Peak (``VmHWM``) or current (``VmRSS``) resident memory."""
+        assert self.proc is not None
+        return memory_mib(self.proc.pid, field)
+
+
+class OperatorProcess(Measured):
     """One operator process: start it, SIGKILL it, read its counters."""
 
     def __init__(
@@ -127,16 +143,6 @@ class OperatorProcess:
         """API write requests made by this process so far (into ``namespace``, if given)."""
         contains = f'namespace="{namespace}"' if namespace else ""
         return self.metric("llmsvc_operator_api_writes_total", contains)
-
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) the process has used so far."""
-        assert self.proc is not None
-        return cpu_seconds(self.proc.pid)
-
-    def memory_mib(self, field: str = "VmHWM") -> float:
-        """Peak (``VmHWM``) or current (``VmRSS``) resident memory."""
-        assert self.proc is not None
-        return memory_mib(self.proc.pid, field)
 
     def settle(self, seconds: float) -> None:
         """Sleep ``seconds`` (time for several resyncs)."""

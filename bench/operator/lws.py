@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 from e2e.helpers import kubectl, to_yaml, wait_established, wait_for
-from e2e.operator_process import answers, cpu_seconds, free_port, memory_mib, terminate
+from e2e.operator_process import Measured, answers, free_port, terminate
 
 VERSION = "v0.9.0"
 MODULE = "sigs.k8s.io/lws"
@@ -83,7 +83,7 @@ def webhooks(source: Path, port: int, ca: bytes, namespace: str) -> list[dict[st
     return docs
 
 
-class LwsProcess:
+class LwsProcess(Measured):
     """The LWS manager as a local process: start, stop, CPU time, memory, its client metrics."""
 
     def __init__(self, namespace: str) -> None:
@@ -129,14 +129,6 @@ class LwsProcess:
         for hook in self.hooks:
             kubectl("delete", hook["kind"], hook["metadata"]["name"], "--ignore-not-found",
                     check=False)  # fmt: skip
-
-    def cpu_seconds(self) -> float:
-        assert self.proc is not None
-        return cpu_seconds(self.proc.pid)
-
-    def memory_mib(self, field: str = "VmHWM") -> float:
-        assert self.proc is not None
-        return memory_mib(self.proc.pid, field)
 
 
 def leaderworkerset(i: int, size: int, gpus: int) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
@@ -46,7 +46,7 @@ from e2e.helpers import (  # noqa: E402
     kubectl_json,
     reads_between,
 )
-from e2e.operator_process import OperatorProcess  # noqa: E402
+from e2e.operator_process import Measured, OperatorProcess  # noqa: E402
 
 MULTI_EVERY = 3  # every third LLMService spans two 8-GPU nodes
 
@@ -165,14 +165,6 @@ def apply_alone(n: int, ns: str) -> float:
     seconds = timed_apply([spec(i)[0] for i in range(n)], ns)
     kubectl("delete", "namespace", ns, "--wait=true", timeout=900)
     return seconds
-
-
-class Measured(Protocol):
-    """A controller process: the operator's or LWS's."""
-
-    def cpu_seconds(self) -> float: ...
-
-    def memory_mib(self, field: str = "VmHWM") -> float: ...
 
 
 def measure(proc: Measured, writes: Callable[[], float], objs: list[dict[str, Any]], ns: str,
