@@ -86,8 +86,29 @@ def ask(url: str, content: str, headers: dict[str, str] | None = None) -> None:
     assert reply.usage.completion_tokens > 0
 
 
+def wait_idle(url: str, backends: int) -> None:
+    """Wait until the router at ``url`` sees every backend idle on a fresh engine scrape.
+
+    A scrape taken during the previous test's burst stays in use for up to a second; a
+    policy that balances on it rightly avoids the backend it shows busy.
+    """
+    for _ in range(60):
+        loads = router_gauges(url, "llmsvc_router_backend_load")
+        fresh = router_gauges(url, "llmsvc_router_backend_load_scraped")
+        if len(loads) == backends and not any(loads) and all(fresh):
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"router {url} never saw its {backends} backends idle")
+
+
+def router_gauges(url: str, name: str) -> list[float]:
+    lines = engine.get(f"{url}/metrics")[1].splitlines()
+    return [float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name + "{")]
+
+
 def spread(servers: list[Rank], send: list[tuple[str, dict[str, str]]], url: str) -> list[float]:
     """Requests each server finished while ``send`` went through the router (concurrently)."""
+    wait_idle(url, len(servers))
     before = [finished(s) for s in servers]
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda item: ask(url, *item), send))
