@@ -501,8 +501,32 @@ def test_digest_extra_args_env_spread_and_common_labels() -> None:
     assert "team" not in deploy["spec"]["selector"]["matchLabels"]
 
 
+def metrics_api_selector(docs: list[dict[str, Any]]) -> dict[str, str]:
+    service = next(d for d in docs if d["metadata"]["name"].endswith("-metrics-api"))
+    assert service["kind"] == "Service"
+    return dict(service["spec"]["selector"])
+
+
+def test_metrics_api_service_reaches_only_the_leader_pod() -> None:
+    """With leader election only the Lease holder serves the metrics API: it labels its own pod
+    and the Service selects that label (else the aggregator would reach standbys too)."""
+    docs = render("--set", "replicaCount=2", "--set", "metricsApi.enabled=true")
+    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--mark-leader-pod" in args
+    assert metrics_api_selector(docs)["llmsvc.io/leader"] == "true"
+    single = render("--set", "leaderElection.enabled=false", "--set", "metricsApi.enabled=true")
+    assert "llmsvc.io/leader" not in metrics_api_selector(single)
+    args = one(single, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--mark-leader-pod" not in args
+    plain = render("--set", "metricsApi.enabled=false")
+    role = next(d for d in plain if d["kind"] == "Role")
+    assert [r["resources"] for r in role["rules"]] == [["leases"]]  # no pod patch without it
+    args = one(plain, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--mark-leader-pod" not in args
+
+
 def test_leader_election_lease_role_and_replicas() -> None:
-    docs = render("--set", "replicaCount=2")
+    docs = render("--set", "replicaCount=2", "--set", "metricsApi.enabled=true")
     assert one(docs, "Deployment")["spec"]["replicas"] == 2
     role = next(d for d in docs if d["kind"] == "Role")
     assert role["metadata"] == {
@@ -511,10 +535,13 @@ def test_leader_election_lease_role_and_replicas() -> None:
     }  # fmt: skip
     assert role["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-         "verbs": ["get", "create", "update"]}
+         "verbs": ["get", "create", "update"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]},  # the leader's label
     ]  # fmt: skip
     env = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in env
+    namespace = {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert {"name": "POD_NAMESPACE", "valueFrom": namespace} in env
     single = render("--set", "leaderElection.enabled=false")
     assert one(single, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
     assert "Role" not in kinds(single)

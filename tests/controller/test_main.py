@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import kopf
 import pytest
@@ -60,3 +61,28 @@ def test_no_handler_needs_a_finalizer() -> None:
     assert registry._watching.get_all_handlers() == []  # the operator's own caches watch
     assert registry._changing.get_all_handlers() == []
     assert registry._spawning.get_all_handlers() == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "says"),
+    [
+        (["--mark-leader-pod"], {"POD_NAME": "p", "POD_NAMESPACE": "ns"}, "needs --leader-elect"),
+        (["--mark-leader-pod", "--leader-elect"], {"POD_NAME": "p"}, "$POD_NAMESPACE"),
+        (["--mark-leader-pod", "--leader-elect"], {"POD_NAMESPACE": "ns"}, "$POD_NAME"),
+    ],
+)
+def test_mark_leader_pod_refuses_to_start_without_what_it_needs(
+    flags: list[str], env: dict[str, str], says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmsvc.controller.main import check_leader_flags
+
+    for name in ("POD_NAME", "POD_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = build_parser("operator").parse_args(["operator", *flags])
+    with pytest.raises(SystemExit, match=re.escape(says)):
+        check_leader_flags(args)
+    monkeypatch.setenv("POD_NAME", "p")
+    monkeypatch.setenv("POD_NAMESPACE", "ns")
+    check_leader_flags(build_parser("operator").parse_args(["operator", "--leader-elect", *flags]))

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from llmsvc.controller.kube import api_client
 from llmsvc.controller.leader import LeaderElector
+from llmsvc.controller.leadermark import OwnPod, mark
 
 Operate = Callable[[asyncio.Event], Awaitable[None]]
 
@@ -39,13 +40,22 @@ async def _standby_health(address: str) -> web.AppRunner:
     return runner
 
 
-async def run_elected(namespace: str, name: str, health_address: str, operate: Operate) -> int:
-    """Wait for the Lease ``namespace/name``, then ``operate`` until stopped or it is lost."""
+async def run_elected(
+    namespace: str, name: str, health_address: str, operate: Operate, pod: OwnPod | None = None
+) -> int:
+    """Wait for the Lease ``namespace/name``, then ``operate`` until stopped or it is lost.
+
+    ``pod``: this process's pod, labelled as the leader while it holds the Lease
+    (:mod:`llmsvc.controller.leadermark`)."""
     api = await api_client()
     elector = LeaderElector(api, namespace, name, identity())
     standby = await _standby_health(health_address)
     try:
+        if pod is not None:  # a leader that lost the Lease restarts here, in the same pod
+            await mark(api, pod, leading=False)
         await elector.acquire()
+        if pod is not None:
+            await mark(api, pod, leading=True)
     finally:
         await standby.cleanup()
     stop = asyncio.Event()
@@ -56,6 +66,8 @@ async def run_elected(namespace: str, name: str, health_address: str, operate: O
     finally:
         lost = holding.done() and not holding.cancelled()
         holding.cancel()
+        if pod is not None:
+            await mark(api, pod, leading=False)
         if not lost:
             await elector.release()
         await api.close()

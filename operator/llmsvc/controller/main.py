@@ -86,6 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="name of the Lease (default llmservice-operator)",
     )
+    parser.add_argument(
+        "--mark-leader-pod",
+        action="store_true",
+        help="label this pod llmsvc.io/leader=true while it holds the Lease, for a Service that "
+        "must reach the leader only (the metrics API); needs --leader-elect, $POD_NAME and "
+        "$POD_NAMESPACE, and patch on pods in that namespace",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     from llmsvc.controller import autoscaler
 
@@ -108,6 +115,21 @@ def split_names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+def check_leader_flags(args: argparse.Namespace) -> None:
+    """Refuse ``--mark-leader-pod`` without what it needs, saying what to add."""
+    if not args.mark_leader_pod:
+        return
+    from llmsvc.controller.leadermark import OwnPod
+
+    if not args.leader_elect:
+        raise SystemExit("llmsvc operator: --mark-leader-pod needs --leader-elect")
+    if OwnPod.from_env() is None:
+        raise SystemExit(
+            "llmsvc operator: --mark-leader-pod needs $POD_NAME and $POD_NAMESPACE "
+            "(the downward API: metadata.name and metadata.namespace)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the operator until it is stopped."""
     import logging
@@ -121,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     from llmsvc.controller.runtime import Runtime
     from llmsvc.render import DEFAULT_IMAGE
 
+    check_leader_flags(args)
     level = logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     metrics = OperatorMetrics()
@@ -173,5 +196,8 @@ def _elected(args: argparse.Namespace, options: dict[str, Any]) -> int:
     async def operate(stop: asyncio.Event) -> None:
         await kopf.operator(stop_flag=stop, **options)
 
+    from llmsvc.controller.leadermark import OwnPod
+
     namespace, name = args.leader_election_namespace, args.leader_election_name
-    return asyncio.run(run_elected(namespace, name, args.health_address, operate))
+    pod = OwnPod.from_env() if args.mark_leader_pod else None
+    return asyncio.run(run_elected(namespace, name, args.health_address, operate, pod))
