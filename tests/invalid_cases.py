@@ -381,6 +381,18 @@ INVALID_CASES: list[Case] = [
         "spec.router.replicas",
     ),
     Case(
+        "zero-queue-timeout",
+        setter("spec.router.queueTimeoutSeconds", 0),
+        "greater than or equal to 1",
+        "spec.router.queueTimeoutSeconds",
+    ),
+    Case(
+        "hour-long-queue-timeout",
+        setter("spec.router.queueTimeoutSeconds", 3601),
+        "less than or equal to 3600",
+        "spec.router.queueTimeoutSeconds",
+    ),
+    Case(
         "zero-target-queue",
         setter("spec.autoscaling.targetQueueLength", 0),
         "greater than or equal to 1",

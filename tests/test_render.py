@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -490,3 +491,31 @@ def test_render_modules_import_only_pure_things() -> None:
                     or module == "llmsvc"
                 )
                 assert pure or path.name == "main.py", f"{path.name} imports {module}"
+
+
+@pytest.mark.parametrize(
+    ("router", "autoscaling", "flag"),
+    [
+        ({}, {}, None),  # the router's own default (30 s): no flag, no rollout on upgrade
+        ({}, {"enabled": True, "minReplicas": 0}, "600"),  # held requests outlast a model load
+        ({}, {"enabled": True, "minReplicas": 1}, None),
+        ({"queueTimeoutSeconds": 5}, {}, "5"),
+        ({"queueTimeoutSeconds": 90}, {"enabled": True, "minReplicas": 0}, "90"),
+        ({"queueTimeoutSeconds": 30}, {"enabled": True, "minReplicas": 0}, None),
+    ],
+)
+def test_router_queue_timeout(
+    router: dict[str, Any], autoscaling: dict[str, Any], flag: str | None
+) -> None:
+    svc = svc_with(merge("spec.router", router), merge("spec.autoscaling", autoscaling))
+    (deploy,) = kinds(render(svc), "Deployment")
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    given = args[args.index("--queue-timeout") + 1] if "--queue-timeout" in args else None
+    assert given == flag
+
+
+def test_router_queue_timeout_default_is_the_routers_own() -> None:
+    from llmsvc.cli import build_parser
+    from llmsvc.render.router import ROUTER_QUEUE_TIMEOUT
+
+    assert build_parser("router").parse_args(["router"]).queue_timeout == ROUTER_QUEUE_TIMEOUT

@@ -45,6 +45,14 @@ class RouterSpec(Model):
         "KEY), one per line; unset means no key is needed. Changing the Secret rotates keys "
         "within seconds, without restarting the router.",
     )
+    queue_timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=3600,
+        description="Longest wait of a request for a free backend slot (or, scaled to zero, "
+        "for the service to wake) before the router answers 503. Unset: 30 s, or 600 s with "
+        "autoscaling.minReplicas 0, so requests that wake the service outlast the model load.",
+    )
     pod_template: KubeObject = Field(
         default_factory=dict,
         description="Strategic overlay on the router pod template, merged like "

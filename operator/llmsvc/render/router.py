@@ -13,6 +13,8 @@ Manifest = dict[str, Any]
 
 RBAC_API = "rbac.authorization.k8s.io/v1"
 API_KEYS_DIR = "/etc/llmsvc/api-keys"
+ROUTER_QUEUE_TIMEOUT = 30  # the router's own --queue-timeout default (a test ties them)
+WAKE_QUEUE_TIMEOUT = 600  # scaled to zero: long enough for a model to load
 
 
 def _meta(svc: LLMService) -> Manifest:
@@ -42,6 +44,20 @@ def _api_keys_volume(svc: LLMService) -> list[Manifest]:
     return [{"name": "api-keys", "secret": {"secretName": ref.name, "items": items}}]
 
 
+def scales_to_zero(svc: LLMService) -> bool:
+    """Whether the autoscaler may take the service to zero groups (the router then holds)."""
+    auto = svc.spec.autoscaling
+    return auto.enabled and auto.min_replicas == 0
+
+
+def queue_timeout(svc: LLMService) -> int:
+    """Seconds a request may wait in the router's queue (``spec.router.queueTimeoutSeconds``)."""
+    explicit = svc.spec.router.queue_timeout_seconds
+    if explicit is not None:
+        return explicit
+    return WAKE_QUEUE_TIMEOUT if scales_to_zero(svc) else ROUTER_QUEUE_TIMEOUT
+
+
 def router_container(svc: LLMService, image: str) -> Manifest:
     """``llmsvc router`` for this LLMService's leaders, with the chosen policy."""
     args = ["router", "--service", svc.name, "--namespace", svc.namespace]
@@ -52,9 +68,10 @@ def router_container(svc: LLMService, image: str) -> Manifest:
     ]
     if mounts:
         args += ["--api-key-file", f"{API_KEYS_DIR}/keys"]
-    auto = svc.spec.autoscaling
-    if auto.enabled and auto.min_replicas == 0:
+    if scales_to_zero(svc):
         args.append("--hold-when-empty")  # the held requests wake the service
+    if (timeout := queue_timeout(svc)) != ROUTER_QUEUE_TIMEOUT:
+        args += ["--queue-timeout", str(timeout)]
     return {
         "name": "router",
         "image": svc.spec.router.image or image,
