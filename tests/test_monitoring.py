@@ -58,17 +58,24 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
-def _exposed(text: str) -> set[str]:
-    names = set()
+def _exposed(text: str) -> dict[str, set[str]]:
+    series: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(text):
-        names |= {sample.name for sample in family.samples}
-        names |= {family.name + suffix for suffix in SUFFIXES.get(family.type, ("",))}
-    return names
+        for name in (family.name + suffix for suffix in SUFFIXES.get(family.type, ("",))):
+            series.setdefault(name, set())
+        for sample in family.samples:
+            series.setdefault(sample.name, set()).update(sample.labels)
+    return series
 
 
 def exported() -> set[str]:
     """Every series name the operator, a router, a puller and an engine (the vLLM simulator)
     serve."""
+    return set(exported_labels())
+
+
+def exported_labels() -> dict[str, set[str]]:
+    """Every series name they serve -> the label names it carries."""
     operator = OperatorMetrics()
     operator.observe("ml", "llama", CASES["ready"][0]()["status"])
     operator.observe_pulls("ml", "llama", {"done": 2})
@@ -77,7 +84,11 @@ def exported() -> set[str]:
     puller = CollectorRegistry()
     puller.register(PullProgress())
     registries = [operator.registry, router[ROUTER_REGISTRY], engine[SIM_REGISTRY], puller]
-    return set().union(*(_exposed(generate_latest(r).decode()) for r in registries))
+    series: dict[str, set[str]] = {}
+    for registry in registries:
+        for name, labels in _exposed(generate_latest(registry).decode()).items():
+            series.setdefault(name, set()).update(labels)
+    return series
 
 
 def dashboard() -> dict[str, Any]:
@@ -110,6 +121,23 @@ def test_dashboard_covers_what_an_llmservice_owner_watches() -> None:
         assert topic in titles, topic
     variables = [v["name"] for v in dashboard()["templating"]["list"]]
     assert variables == ["datasource", "namespace", "llmservice"]
+
+
+LABEL_VALUES = re.compile(r"^label_values\((?P<expr>.+),\s*(?P<label>[a-zA-Z_]\w*)\)$")
+
+
+def test_dashboard_variables_list_labels_the_metrics_carry() -> None:
+    """Grafana's ``label_values(series, label)`` is not PromQL (make rules-test cannot parse it):
+    its series must be exported and carry the label, or the variable's list stays empty."""
+    queries = [v["query"] for v in dashboard()["templating"]["list"] if v["type"] == "query"]
+    assert len(queries) == 2
+    labels = exported_labels()
+    for query in queries:
+        match = LABEL_VALUES.match(query)
+        assert match, f"not a label_values(series, label) query: {query}"
+        (name,) = metric_names(match["expr"])
+        assert name in labels, f"{query}: no component exports {name}"
+        assert match["label"] in labels[name], f"{query}: {name} has no label {match['label']}"
 
 
 @needs_helm
