@@ -181,8 +181,9 @@ def measure(proc: Measured, writes: Callable[[], float], objs: list[dict[str, An
     time.sleep(10)  # let the last status writes land before the quiet window
     quiet_start, requests, cpu1 = writes(), apiserver_requests(), proc.cpu_seconds()
     time.sleep(steady)
+    cpu_rest = proc.cpu_seconds() - cpu1  # read first: the bench's scrape below is not at rest
     reads = reads_between(requests, apiserver_requests())
-    steady_writes, cpu_rest = writes() - quiet_start, proc.cpu_seconds() - cpu1
+    steady_writes = writes() - quiet_start
     gets = sum(v for (verb, _), v in reads.items() if verb == "GET")
     lists = sum(v for (verb, _), v in reads.items() if verb == "LIST")
     return {"p50": statistics.median(times), "p99": times[max(0, math.ceil(0.99 * n) - 1)],

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+
+import aiohttp
 from prometheus_client import generate_latest
 
-from llmsvc.controller.metrics import OperatorMetrics
+from llmsvc.controller.metrics import OperatorMetrics, serve_metrics
 from tests.plan.test_gitops_statuses import CASES
 
 
@@ -48,3 +52,33 @@ def test_pull_gauges_count_ranks_per_state_and_go_with_the_object() -> None:
     assert f'llmsvc_operator_llmservice_pulls{{{labels},state="done"}} 5.0' in text
     metrics.forget("ml", "llama")
     assert "llmsvc_operator_llmservice_pulls{" not in _text(metrics)
+
+
+async def test_metrics_are_served_from_the_event_loop() -> None:
+    """``/metrics`` over real HTTP, from the running loop (no polling thread), with the GC
+    counters beside the operator's own; other paths are 404."""
+    metrics = OperatorMetrics()
+    metrics.observe("ml", "llama", CASES["ready"][0]()["status"])
+    threads = threading.active_count()
+    port = free_port()
+    runner = await serve_metrics(f"127.0.0.1:{port}", metrics.registry)
+    try:
+        assert threading.active_count() == threads  # nothing polls while nobody scrapes
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                assert response.status == 200
+                assert response.headers["Content-Type"].startswith("text/plain; version=")
+                text = await response.text()
+            async with session.get(f"http://127.0.0.1:{port}/other") as response:
+                assert response.status == 404
+    finally:
+        await runner.cleanup()
+    assert 'llmsvc_operator_llmservice_ready_replicas{llmservice="llama",namespace="ml"}' in text
+    assert 'python_gc_collections_total{generation="2"}' in text
+    assert "process_cpu_seconds_total" in text
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

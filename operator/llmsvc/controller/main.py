@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmsvc.controller.metrics import OperatorMetrics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +138,6 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     import kopf
-    from prometheus_client import start_http_server
 
     from llmsvc.controller.handlers import register
     from llmsvc.controller.metrics import OperatorMetrics
@@ -147,9 +149,6 @@ def run(args: argparse.Namespace) -> int:
     level = logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     metrics = OperatorMetrics()
-    if args.metrics_address:
-        host, port = args.metrics_address.rsplit(":", 1)
-        start_http_server(int(port), addr=host, registry=metrics.registry)
     settings = Settings(
         image=args.image or DEFAULT_IMAGE,
         backoff_base=args.restart_backoff_seconds,
@@ -179,25 +178,51 @@ def run(args: argparse.Namespace) -> int:
         # non-root UID has no /etc/passwd entry (as under OpenShift's random UIDs).
         "identity": f"{socket.gethostname()}/{os.getpid()}",
     }
-    if args.leader_elect:
-        return _elected(args, options)
-    kopf.run(**options)
-    return 0
+    return _serve(args, options, metrics)
 
 
-def _elected(args: argparse.Namespace, options: dict[str, Any]) -> int:
+def _serve(args: argparse.Namespace, options: dict[str, Any], metrics: OperatorMetrics) -> int:
+    """Serve /metrics (standbys too) and run kopf, under the leader Lease with --leader-elect."""
+    import asyncio
+
+    async def serve() -> int:
+        from llmsvc.controller.metrics import serve_metrics
+
+        site = None
+        if args.metrics_address:
+            site = await serve_metrics(args.metrics_address, metrics.registry)
+        try:
+            if args.leader_elect:
+                return await _elected(args, options)
+            await kopf_operator(options)
+            return 0
+        finally:
+            if site is not None:
+                await site.cleanup()
+
+    try:
+        return asyncio.run(serve())
+    except asyncio.CancelledError:  # as kopf.run: a cancelled operator is a stopped one
+        return 0
+
+
+async def kopf_operator(options: dict[str, Any], stop: Any = None) -> None:
+    """kopf's operator coroutine with ``options`` (``stop``: an event that ends it)."""
+    import kopf
+
+    await kopf.operator(stop_flag=stop, **options)
+
+
+async def _elected(args: argparse.Namespace, options: dict[str, Any]) -> int:
     """Run kopf only while holding the leader Lease (see :mod:`llmsvc.controller.elected`)."""
     import asyncio
 
-    import kopf
-
     from llmsvc.controller.elected import run_elected
+    from llmsvc.controller.leadermark import OwnPod
 
     async def operate(stop: asyncio.Event) -> None:
-        await kopf.operator(stop_flag=stop, **options)
-
-    from llmsvc.controller.leadermark import OwnPod
+        await kopf_operator(options, stop)
 
     namespace, name = args.leader_election_namespace, args.leader_election_name
     pod = OwnPod.from_env() if args.mark_leader_pod else None
-    return asyncio.run(run_elected(namespace, name, args.health_address, operate, pod))
+    return await run_elected(namespace, name, args.health_address, operate, pod)
