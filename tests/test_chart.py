@@ -54,6 +54,11 @@ def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found
 
 
+def operator_args(docs: list[dict[str, Any]]) -> list[str]:
+    """The args of the operator container of the one Deployment in ``docs``."""
+    return list(one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
 def kinds(docs: list[dict[str, Any]]) -> list[str]:
     return sorted(d["kind"] for d in docs)
 
@@ -135,7 +140,7 @@ def test_metrics_api_is_on_by_default_with_its_apiservice_and_least_rbac() -> No
             "verbs": ["patch"],
         }
     ]
-    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = operator_args(docs)
     assert "--metrics-api-address=0.0.0.0:6443" in args
     assert "--metrics-api-apiservice=v1beta1.external.metrics.k8s.io" in args
 
@@ -206,7 +211,7 @@ def test_namespaced_scenario_uses_roles_per_watched_namespace() -> None:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "rel-llmservice-operator", "namespace": "ops"}
         ]
-    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = operator_args(docs)
     assert {"--namespace=team-a", "--namespace=team-b", "--verbose"} <= set(args)
 
 
@@ -315,14 +320,14 @@ def test_metrics_scenario_renders_service_monitor_on_the_metrics_port() -> None:
     )
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert service["spec"]["ports"][0]["port"] == 9191
-    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = operator_args(docs)
     assert "--metrics-address=0.0.0.0:9191" in args
 
 
 def test_metrics_disabled_means_no_service_and_no_endpoint() -> None:
     docs = render("--set", "metrics.enabled=false", "--set", "metricsApi.enabled=false")
     assert "Service" not in kinds(docs)
-    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = operator_args(docs)
     assert "--metrics-address=" in args
 
 
@@ -511,17 +516,17 @@ def test_metrics_api_service_reaches_only_the_leader_pod() -> None:
     """With leader election only the Lease holder serves the metrics API: it labels its own pod
     and the Service selects that label (else the aggregator would reach standbys too)."""
     docs = render("--set", "replicaCount=2", "--set", "metricsApi.enabled=true")
-    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = operator_args(docs)
     assert "--mark-leader-pod" in args
     assert metrics_api_selector(docs)["llmsvc.io/leader"] == "true"
     single = render("--set", "leaderElection.enabled=false", "--set", "metricsApi.enabled=true")
     assert "llmsvc.io/leader" not in metrics_api_selector(single)
-    args = one(single, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = operator_args(single)
     assert "--mark-leader-pod" not in args
     plain = render("--set", "metricsApi.enabled=false")
     role = next(d for d in plain if d["kind"] == "Role")
     assert [r["resources"] for r in role["rules"]] == [["leases"]]  # no pod patch without it
-    args = one(plain, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = operator_args(plain)
     assert "--mark-leader-pod" not in args
 
 

@@ -61,11 +61,8 @@ def routers(single_servers: list[Rank], engine_logs: Path) -> Iterator[dict[str,
 
 def wait_router(url: str, backends: int) -> None:
     for _ in range(120):
-        text = engine.get(f"{url}/metrics")[1]
-        up = [
-            line for line in text.splitlines() if line.startswith("llmsvc_router_backend_healthy")
-        ]
-        if sum(line.endswith(" 1.0") for line in up) >= backends:
+        healthy = router_gauges(engine.get(f"{url}/metrics")[1], "llmsvc_router_backend_healthy")
+        if sum(value == 1.0 for value in healthy) >= backends:
             return
         time.sleep(0.5)
     raise AssertionError(f"router {url} never saw {backends} healthy backends")
@@ -93,16 +90,18 @@ def wait_idle(url: str, backends: int) -> None:
     policy that balances on it rightly avoids the backend it shows busy.
     """
     for _ in range(60):
-        loads = router_gauges(url, "llmsvc_router_backend_load")
-        fresh = router_gauges(url, "llmsvc_router_backend_load_scraped")
+        text = engine.get(f"{url}/metrics")[1]  # one read: both gauges of the same instant
+        loads = router_gauges(text, "llmsvc_router_backend_load")
+        fresh = router_gauges(text, "llmsvc_router_backend_load_scraped")
         if len(loads) == backends and not any(loads) and all(fresh):
             return
         time.sleep(0.25)
     raise AssertionError(f"router {url} never saw its {backends} backends idle")
 
 
-def router_gauges(url: str, name: str) -> list[float]:
-    lines = engine.get(f"{url}/metrics")[1].splitlines()
+def router_gauges(text: str, name: str) -> list[float]:
+    """The per-backend samples of gauge ``name`` in a router's /metrics ``text``."""
+    lines = text.splitlines()
     return [float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name + "{")]
 
 
