@@ -154,20 +154,43 @@ class Fleet:
             "get", "pods", "-n", self.namespace, "-l", f"llmsvc.io/name={self.name}"
         )
         live = {p["metadata"]["name"]: p for p in found["items"]}
-        for pod in [p for p in self.processes if p not in live]:
-            self.end(pod)
         for name, pod in live.items():
             fresh = name not in self.processes and name not in self.dead
-            if fresh and _ready(pod) and _serving(pod):
+            if fresh and _ready(pod) and _serving(pod) and not _terminating(pod):
                 self._launch(name, pod)
+        self._publish(live)
+        for pod in [p for p in self.processes if p not in live]:
+            self.end(pod)
+
+    def _publish(self, live: dict[str, dict[str, Any]]) -> None:
+        """Publish the leaders that serve, as the endpointslice controller would: a pod leaves
+        the slice once it is being deleted, before its process is stopped."""
         leaders = sorted(
             p.ip
             for n, p in self.processes.items()
-            if "-router-" not in n and n in live and _ready(live[n]) and _answers(p.ip)
+            if "-router-" not in n
+            and n in live
+            and _ready(live[n])
+            and not _terminating(live[n])
+            and _answers(p.ip)
         )
         if leaders != self._published:
             apply(self._leaders_slice(leaders), self.namespace)
             self._published = leaders
+
+    def router_backends(self) -> set[str] | None:
+        """The backends the running router knows (its ``llmsvc_router_backend_healthy``
+        series), or None while no router answers."""
+        url = self.router_url()
+        if url is None:
+            return None
+        try:
+            with urllib.request.urlopen(f"{url}/metrics", timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        prefix = "llmsvc_router_backend_healthy{"
+        return {line.split('"')[1] for line in text.splitlines() if line.startswith(prefix)}
 
     def _leaders_slice(self, ips: list[str]) -> dict[str, Any]:
         return {
@@ -219,6 +242,10 @@ def _answers(ip: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def _terminating(pod: dict[str, Any]) -> bool:
+    return bool(pod["metadata"].get("deletionTimestamp"))
 
 
 def _ready(pod: dict[str, Any]) -> bool:

@@ -155,6 +155,9 @@ def test_scale_to_zero_and_back_without_losing_a_request(
         table = kubectl("get", "llmservice", "nap", "-n", namespace).stdout
         assert "ScaledToZero" in table, table
         wait_for(lambda: not engine_pods(namespace, "nap"), timeout=30, what="no engine pods")
+        # the router has dropped the last backend (as the endpointslice controller would have
+        # unpublished it while the pod terminated, before the engine stopped)
+        wait_for(lambda: fleet.router_backends() == set(), timeout=30, what="router: no backends")
         statuses = asyncio.run(burst(url, 4))
         assert statuses == [200] * 4, statuses
         # woken 0 -> 1 by the operator; the HPA may take the held queue on to 2 within a sample

@@ -160,3 +160,51 @@ def test_ranks_stop_after_their_own_delay_on_sigterm(tmp_path: Path) -> None:
         assert [vllm_cli.stop_delay(r) for r in range(3)] == [0, 1.5, 1.5]
     finally:
         del os.environ["LLMSVC_SIM_STOP_SECONDS"]
+
+
+async def test_a_stopping_worker_joins_no_world(tmp_path: Path) -> None:
+    """A worker told to stop while rank 0 is not reachable yet leaves: it must never join the
+    next world of its group (a new rank 0 listening under the same name a moment later)."""
+    port, http = free_port(), free_port()
+    parse = vllm_cli.build_parser().parse_args
+    stopping = asyncio.Event()
+    worker = asyncio.ensure_future(
+        vllm_cli.serve(parse(rank_args(tmp_path, 1, port, http)), stopping=stopping)
+    )
+    await asyncio.sleep(vllm_cli.RETRY_SECONDS / 2)
+    stopping.set()
+    assert await asyncio.wait_for(worker, 5) == 0
+    leader = asyncio.ensure_future(vllm_cli.serve(parse(rank_args(tmp_path, 0, port, http))))
+    await asyncio.sleep(2 * vllm_cli.RETRY_SECONDS)
+    assert await health(f"http://127.0.0.1:{http}/health") is None  # no world formed
+    leader.cancel()
+
+
+async def test_a_stopping_leader_stops_listening_before_its_world_forms(tmp_path: Path) -> None:
+    port, http = free_port(), free_port()
+    parse = vllm_cli.build_parser().parse_args
+    stopping = asyncio.Event()
+    leader = asyncio.ensure_future(
+        vllm_cli.serve(parse(rank_args(tmp_path, 0, port, http)), stopping=stopping)
+    )
+    await asyncio.sleep(0.5)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)  # it listens
+    writer.close()
+    stopping.set()
+    assert await asyncio.wait_for(leader, 5) == 0
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+def test_sigterm_ends_a_waiting_rank_at_once_whatever_its_stop_delay(tmp_path: Path) -> None:
+    """Only a formed world is slow to tear down: a worker still looking for rank 0 exits on
+    SIGTERM at once, though its ``LLMSVC_SIM_STOP_SECONDS`` is 30 s."""
+    env = {**os.environ, "LLMSVC_SIM_STOP_SECONDS": "30"}
+    command = [sys.executable, "-m", "llmsvc.sim.vllm_cli", *rank_args(tmp_path, 1, free_port(), 0)]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    assert "looking for rank 0" in proc.stderr.readline()  # SIGTERM is handled from here on
+    time.sleep(vllm_cli.RETRY_SECONDS)  # refused at least once: retrying
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    assert "exiting without joining" in proc.stderr.read()

@@ -11,7 +11,10 @@ only after every ``--headless`` rank 1..N-1 has connected to that address; when 
 drops, every remaining rank exits non-zero. Knobs vLLM has no flag for come from the environment:
 ``LLMSVC_SIM_LOAD_SECONDS`` (``/health`` answers 503 this long after the world is formed) and
 ``LLMSVC_SIM_STOP_SECONDS`` (on SIGTERM, rank r exits after the r-th of these comma-separated
-seconds, the last one for higher ranks: ranks that shut down at different speeds).
+seconds, the last one for higher ranks: ranks that shut down at different speeds). Only a formed
+world is slow to tear down: a rank whose world has not formed yet exits at once on SIGTERM without
+joining (vLLM's start-up ends on SIGTERM), so a rank on its way out never joins the next world of
+its group, whose new rank 0 may already listen under the same name.
 """
 
 from __future__ import annotations
@@ -70,6 +73,10 @@ RETRY_SECONDS = 1.0
 
 class WorldError(RuntimeError):
     """The rank group cannot form or has broken (what NCCL reports as a failed communicator)."""
+
+
+class StoppedError(Exception):
+    """SIGTERM came before this rank's world formed: it leaves without joining (status 0)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,7 +225,7 @@ async def _until_broken(world: World, *tasks: asyncio.Task[None]) -> str:
     return world.broken.result() if world.broken.done() else "a rank task ended"
 
 
-async def leader(args: argparse.Namespace) -> str:
+async def leader(args: argparse.Namespace, stopping: asyncio.Event) -> str:
     """Rank 0: listen on the master address, wait for every rank, then serve HTTP."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ready_timeout()
@@ -229,11 +236,17 @@ async def leader(args: argparse.Namespace) -> str:
     except OSError as error:
         raise WorldError(f"cannot listen on {args.master_addr} ({address}): {error}") from None
     log(f"rank 0 waiting for {args.nnodes - 1} ranks on {address}:{args.master_port}")
-    waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(world.formed.wait()), world.broken]
+    stop = asyncio.ensure_future(stopping.wait())
+    formed = asyncio.ensure_future(world.formed.wait())
+    waiters: list[asyncio.Future[Any]] = [formed, world.broken, stop]
     timeout = max(0, deadline - loop.time())
     done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
     if world.broken.done():
         return world.broken.result()
+    if stop in done and formed not in done:
+        server.close()
+        raise StoppedError("SIGTERM before every rank joined")
     if not done:
         return f"only {len(world.peers) + 1} of {args.nnodes} ranks joined in {ready_timeout()} s"
     log("world formed")
@@ -247,21 +260,24 @@ async def leader(args: argparse.Namespace) -> str:
                 writer.close()
 
 
-async def _connect(args: argparse.Namespace, deadline: float) -> Any:
+async def _connect(args: argparse.Namespace, deadline: float, stopping: asyncio.Event) -> Any:
     loop = asyncio.get_running_loop()
-    while True:
+    while not stopping.is_set():
         try:
             return await asyncio.open_connection(args.master_addr, args.master_port)
         except OSError as error:
             if loop.time() > deadline:
                 raise WorldError(f"cannot reach rank 0 at {args.master_addr}: {error}") from None
-        await asyncio.sleep(RETRY_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), RETRY_SECONDS)
+    raise StoppedError("SIGTERM before rank 0 was reached")
 
 
-async def worker(args: argparse.Namespace) -> str:
+async def worker(args: argparse.Namespace, stopping: asyncio.Event) -> str:
     """A ``--headless`` rank: join rank 0, then follow its heartbeat until the world breaks."""
     deadline = asyncio.get_running_loop().time() + ready_timeout()
-    reader, writer = await _connect(args, deadline)
+    log(f"rank {args.node_rank} looking for rank 0 at {args.master_addr}:{args.master_port}")
+    reader, writer = await _connect(args, deadline, stopping)
     writer.write(f"HELLO {args.node_rank} {args.nnodes}\n".encode())
     await writer.drain()
     log(f"rank {args.node_rank} connected to {args.master_addr}:{args.master_port}")
@@ -290,29 +306,38 @@ def stop_delay(rank: int) -> float:
     return delays[min(rank, len(delays) - 1)]
 
 
-def _on_sigterm(rank: int) -> None:
-    """SIGTERM: end the main task after this rank's stop delay (exit status 0)."""
+def _on_sigterm(rank: int, stopping: asyncio.Event) -> None:
+    """SIGTERM: set ``stopping``; end the main task after this rank's stop delay (status 0)."""
     loop, task, delay = asyncio.get_running_loop(), asyncio.current_task(), stop_delay(rank)
 
     def stop() -> None:
         log(f"rank {rank}: SIGTERM, exiting in {delay:g} s")
+        stopping.set()
         if task is not None:
             loop.call_later(delay, task.cancel)
 
     loop.add_signal_handler(signal.SIGTERM, stop)
 
 
-async def serve(args: argparse.Namespace, handle_sigterm: bool = False) -> int:
-    """Run one rank; returns the exit status (1 when the world broke, as NCCL aborts)."""
+async def serve(
+    args: argparse.Namespace, handle_sigterm: bool = False, stopping: asyncio.Event | None = None
+) -> int:
+    """Run one rank; returns the exit status (1 when the world broke, as NCCL aborts).
+
+    ``stopping`` is set on SIGTERM (with ``handle_sigterm``; tests may pass their own)."""
+    stopping = stopping or asyncio.Event()
     if handle_sigterm:
-        _on_sigterm(args.node_rank)
+        _on_sigterm(args.node_rank, stopping)
     try:
         if args.nnodes == 1:
             await _serve_http(args)
             return 0
-        reason = await (worker(args) if args.headless else leader(args))
+        reason = await (worker(args, stopping) if args.headless else leader(args, stopping))
     except WorldError as error:
         reason = str(error)
+    except StoppedError as error:
+        log(f"rank {args.node_rank}: {error}; exiting without joining")
+        return 0
     except asyncio.CancelledError:
         if not handle_sigterm:
             raise
