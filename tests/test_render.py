@@ -105,6 +105,11 @@ def test_router_disabled_points_the_client_service_at_leaders() -> None:
     assert not kinds(children, "Role")
     client = by_key(children)[("Service", "invalid-case")]
     assert client["spec"]["selector"] == names.leader_selector("invalid-case")
+    # the leaders' Service is the router's discovery source: without a router nothing reads it
+    services = {c["metadata"]["name"] for c in kinds(children, "Service")}
+    assert services == {"invalid-case", "invalid-case-headless"}
+    with_router = kinds(render(svc_with()), "Service")
+    assert "invalid-case-leaders" in {c["metadata"]["name"] for c in with_router}
     assert client["spec"]["ports"] == [
         {"name": "http", "port": 8000, "targetPort": 8000, "protocol": "TCP"}
     ]

@@ -141,7 +141,8 @@ def test_router_disabled_prunes_router_objects_and_autoscaling_off_prunes_hpa() 
         ("Role", "llama-router"),
         ("RoleBinding", "llama-router"),
         ("NetworkPolicy", "llama-router"),
-        ("HorizontalPodAutoscaler", "llama"),
+        ("Service", "llama-leaders"),  # the router's discovery source; the client Service
+        ("HorizontalPodAutoscaler", "llama"),  # selects the leaders now
     }
 
 

@@ -1,4 +1,9 @@
-"""The three Services of an LLMService: per-rank DNS, leader discovery, and the client endpoint."""
+"""The Services of an LLMService: per-rank DNS, leader discovery, and the client endpoint.
+
+The leaders' Service exists for the router, its only reader (it discovers its backends from that
+Service's EndpointSlices). Without a router the client Service selects the leaders itself, so a
+third Service would only cost the API server one more object and EndpointSlice per LLMService.
+"""
 
 from __future__ import annotations
 
@@ -75,5 +80,7 @@ def client(svc: LLMService) -> Manifest:
 
 
 def services(svc: LLMService) -> list[Manifest]:
-    """All three Services."""
-    return [headless(svc), leaders(svc), client(svc)]
+    """The ranks' headless Service and the client Service; the leaders' one with the router."""
+    if svc.spec.router.enabled:
+        return [headless(svc), leaders(svc), client(svc)]
+    return [headless(svc), client(svc)]
