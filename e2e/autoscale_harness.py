@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from e2e.helpers import apply, kubectl, kubectl_json
 
 APISERVICE = "v1beta1.external.metrics.k8s.io"
@@ -189,8 +191,9 @@ class Fleet:
                 text = response.read().decode()
         except OSError:
             return None
-        prefix = "llmsvc_router_backend_healthy{"
-        return {line.split('"')[1] for line in text.splitlines() if line.startswith(prefix)}
+        families = text_string_to_metric_families(text)
+        healthy = (f for f in families if f.name == "llmsvc_router_backend_healthy")
+        return {s.labels["backend"] for f in healthy for s in f.samples}
 
     def _leaders_slice(self, ips: list[str]) -> dict[str, Any]:
         return {

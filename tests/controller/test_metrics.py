@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 
 import aiohttp
 from prometheus_client import generate_latest
 
 from llmsvc.controller.metrics import OperatorMetrics, serve_metrics
+from llmsvc.router.server import free_port
 from tests.plan.test_gitops_statuses import CASES
 
 
@@ -76,9 +76,3 @@ async def test_metrics_are_served_from_the_event_loop() -> None:
     assert 'llmsvc_operator_llmservice_ready_replicas{llmservice="llama",namespace="ml"}' in text
     assert 'python_gc_collections_total{generation="2"}' in text
     assert "process_cpu_seconds_total" in text
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -242,6 +242,7 @@ async def leader(args: argparse.Namespace, stopping: asyncio.Event) -> str:
     timeout = max(0, deadline - loop.time())
     done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     stop.cancel()
+    formed.cancel()  # no-ops once done; neither is awaited again
     if world.broken.done():
         return world.broken.result()
     if stop in done and formed not in done:
