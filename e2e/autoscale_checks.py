@@ -6,9 +6,10 @@ the replica sequence and the LLMService's status.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -71,34 +72,47 @@ def missing(namespace: str, name: str) -> dict[str, Any] | None:
     return body if code != 0 else None
 
 
-async def complete(session: aiohttp.ClientSession, url: str, tokens: int) -> int:
-    """One completion through ``url``: its HTTP status."""
+class Answer(NamedTuple):
+    """One completion's HTTP status and, when it failed, the router's error message."""
+
+    status: int
+    error: str = ""
+
+
+async def complete(session: aiohttp.ClientSession, url: str, tokens: int) -> Answer:
+    """One completion through ``url``."""
     body = {"model": "demo", "prompt": "hello", "max_tokens": tokens}
     async with session.post(f"{url}/v1/completions", json=body) as response:
-        await response.read()
-        return response.status
+        text = await response.text(errors="replace")
+        return Answer(response.status, "" if response.status == 200 else text[:200])
 
 
-async def load(url: str, concurrency: int, seconds: float, tokens: int = 25) -> list[int]:
-    """``concurrency`` clients sending requests back to back for ``seconds``: their statuses."""
-    statuses: list[int] = []
+async def load(url: str, concurrency: int, seconds: float, tokens: int = 25) -> list[Answer]:
+    """``concurrency`` clients sending requests back to back for ``seconds``: their answers."""
+    answers: list[Answer] = []
     deadline = asyncio.get_running_loop().time() + seconds
     timeout = aiohttp.ClientTimeout(total=120)
 
     async def client(session: aiohttp.ClientSession) -> None:
         while asyncio.get_running_loop().time() < deadline:
-            statuses.append(await complete(session, url, tokens))
+            answers.append(await complete(session, url, tokens))
 
     async with aiohttp.ClientSession(timeout=timeout) as session:
         await asyncio.gather(*(client(session) for _ in range(concurrency)))
-    return statuses
+    return answers
 
 
 async def burst(url: str, n: int) -> list[int]:
     """``n`` requests at once (5 tokens each): their statuses."""
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        return list(await asyncio.gather(*(complete(session, url, 5) for _ in range(n))))
+        answers = await asyncio.gather(*(complete(session, url, 5) for _ in range(n)))
+    return [a.status for a in answers]
+
+
+def lost(answers: list[Answer]) -> Counter[Answer]:
+    """The failed answers, counted (empty when every request got a 200)."""
+    return Counter(a for a in answers if a.status != 200)
 
 
 def unimodal(sequence: list[int]) -> bool:

@@ -39,6 +39,7 @@ from e2e.helpers import apply, kubectl, kubectl_json
 APISERVICE = "v1beta1.external.metrics.k8s.io"
 METRICS_SERVICE = "llmsvc-metrics-api"
 PORT = 8000
+PROBE_FAILURES = 3  # the leader readinessProbe's failureThreshold (llmsvc/render/engine.py)
 
 
 def register_metrics_api(namespace: str, port: int) -> None:
@@ -109,6 +110,8 @@ class Fleet:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _published: list[str] | None = None
+    _misses: dict[str, int] = field(default_factory=dict)
+    published_log: list[str] = field(default_factory=list)
 
     def start(self) -> None:
         """Follow the pods in the background until :meth:`stop`."""
@@ -142,6 +145,15 @@ class Fleet:
                 return f"http://{process.ip}:{PORT}"
         return None
 
+    def router_logs(self, lines: int = 40) -> str:
+        """What the fleet published, and the last ``lines`` of every router process's output
+        (for failure messages)."""
+        tails = [
+            f"--- {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            for path in sorted(self.log.glob("*-router-*.log"))
+        ]
+        return "\n".join(["--- leaders published by the fleet", *self.published_log, *tails])
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -167,33 +179,48 @@ class Fleet:
     def _publish(self, live: dict[str, dict[str, Any]]) -> None:
         """Publish the leaders that serve, as the endpointslice controller would: a pod leaves
         the slice once it is being deleted, before its process is stopped."""
-        leaders = sorted(
-            p.ip
-            for n, p in self.processes.items()
-            if "-router-" not in n
-            and n in live
-            and _ready(live[n])
-            and not _terminating(live[n])
-            and _answers(p.ip)
-        )
+        leaders, left_out = [], []
+        for name, process in list(self.processes.items()):  # the test thread may end one
+            if "-router-" in name:
+                continue
+            why = self._unpublishable(name, process.ip, live)
+            if why:
+                left_out.append(f"{name} ({why})")
+            else:
+                leaders.append(process.ip)
+        leaders.sort()
         if leaders != self._published:
             apply(self._leaders_slice(leaders), self.namespace)
             self._published = leaders
+            stamp = time.strftime("%H:%M:%S")
+            self.published_log.append(f"{stamp} {leaders}; left out: {left_out or 'none'}")
+
+    def _unpublishable(self, name: str, ip: str, live: dict[str, dict[str, Any]]) -> str:
+        """Why the leader ``name`` is not published now ("" when it is)."""
+        pod = live.get(name)
+        if pod is None or not _ready(pod):
+            return "pod gone or not Ready"
+        if _terminating(pod):
+            return "pod terminating"
+        if not self._probe_ready(ip):
+            return f"/health unanswered {self._misses[ip]} times in a row"
+        return ""
+
+    def _probe_ready(self, ip: str) -> bool:
+        """The leader's readiness as its probe would see it: ready after one answered /health,
+        unready after ``PROBE_FAILURES`` unanswered ones in a row (the rendered readinessProbe's
+        failureThreshold). One slow answer on a busy machine does not unpublish a leader."""
+        if _answers(ip):
+            self._misses[ip] = 0
+            return True
+        self._misses[ip] = self._misses.get(ip, 0) + 1
+        published = ip in (self._published or [])
+        return published and self._misses[ip] < PROBE_FAILURES
 
     def router_backends(self) -> set[str] | None:
-        """The backends the running router knows (its ``llmsvc_router_backend_healthy``
-        series), or None while no router answers."""
+        """The backends the running router knows, or None while no router answers."""
         url = self.router_url()
-        if url is None:
-            return None
-        try:
-            with urllib.request.urlopen(f"{url}/metrics", timeout=2) as response:
-                text = response.read().decode()
-        except OSError:
-            return None
-        families = text_string_to_metric_families(text)
-        healthy = (f for f in families if f.name == "llmsvc_router_backend_healthy")
-        return {s.labels["backend"] for f in healthy for s in f.samples}
+        return None if url is None else router_backends(url)
 
     def _leaders_slice(self, ips: list[str]) -> dict[str, Any]:
         return {
@@ -236,6 +263,21 @@ class Fleet:
             sys.executable, "-m", "llmsvc.cli", "sim", "--host", ip, "--port", str(PORT),
             "--model", "demo", *self.sim_args,
         ]  # fmt: skip
+
+
+def router_backends(url: str) -> set[str] | None:
+    """The backends the router at ``url`` knows (its ``llmsvc_router_backend_healthy`` series),
+    or None when it does not answer. Load sent before it knows one gets 503 "no healthy
+    backend": a router's readiness does not wait for its backends (a service scaled to zero
+    has none)."""
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    families = text_string_to_metric_families(text)
+    healthy = (f for f in families if f.name == "llmsvc_router_backend_healthy")
+    return {s.labels["backend"] for f in healthy for s in f.samples}
 
 
 def _answers(ip: str) -> bool:

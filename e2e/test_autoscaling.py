@@ -23,13 +23,20 @@ from e2e.autoscale_checks import (
     engine_pods,
     hpa_condition,
     load,
+    lost,
     metrics_api,
     missing,
     queue_value,
     ready_reason,
     unimodal,
 )
-from e2e.autoscale_harness import Fleet, ReplicaRecorder, loopback_node, replicas
+from e2e.autoscale_harness import (
+    Fleet,
+    ReplicaRecorder,
+    loopback_node,
+    replicas,
+    router_backends,
+)
 from e2e.conftest import Cluster
 from e2e.helpers import apply, is_ready, kubectl, kubectl_json, to_yaml, wait_established, wait_for
 from e2e.operator_process import OperatorProcess
@@ -86,9 +93,12 @@ def test_queue_scales_up_through_the_hpa_drains_and_scales_back_down(
     try:
         url = wait_for(fleet.router_url, timeout=60, what="the router process")
         wait_for(lambda: queue_value(namespace, "auto") == 0, timeout=60, what="queue 0 served")
+        wait_for(lambda: router_backends(url), timeout=60, what="the router knowing the leader")
         recorder.start()
-        statuses = asyncio.run(load(url, concurrency=16, seconds=25))
-        assert set(statuses) == {200}, f"lost requests: {[s for s in statuses if s != 200]}"
+        answers = asyncio.run(load(url, concurrency=16, seconds=25))
+        failed = lost(answers)
+        assert answers, "no request was sent"
+        assert not failed, f"lost requests: {failed}\n{fleet.router_logs()}"
         wait_for(lambda: queue_value(namespace, "auto") == 0, timeout=30, what="queue drained")
         wait_for(lambda: replicas(namespace, "auto") == 1, timeout=90, what="scaled back to 1")
         recorder.stop()

@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from e2e.autoscale_checks import load, metrics_api, queue_value  # noqa: E402
-from e2e.autoscale_harness import Fleet, loopback_node  # noqa: E402
+from e2e.autoscale_checks import Answer, load, lost, metrics_api, queue_value  # noqa: E402
+from e2e.autoscale_harness import Fleet, loopback_node, router_backends  # noqa: E402
 from e2e.helpers import apply, cluster_setting, kubectl, kubectl_json, wait_for  # noqa: E402
 from e2e.test_autoscaling import SIM_ARGS, llmservice  # noqa: E402
 
@@ -79,14 +79,14 @@ async def watch(namespace: str, timeline: Timeline, done: asyncio.Event) -> None
 
 async def step(
     url: str, namespace: str, clients: int, seconds: float
-) -> tuple[Timeline, list[int]]:
+) -> tuple[Timeline, list[Answer]]:
     timeline = Timeline(time.monotonic())
     done = asyncio.Event()
     watcher = asyncio.create_task(watch(namespace, timeline, done))
-    statuses = await load(url, clients, seconds)
+    answers = await load(url, clients, seconds)
     done.set()
     await watcher
-    return timeline, statuses
+    return timeline, answers
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,11 +109,14 @@ def measure(args: argparse.Namespace, namespace: str, fleet: Fleet) -> int:
     fleet.start()
     url = wait_for(fleet.router_url, timeout=60, what="the router process")
     wait_for(lambda: queue_value(namespace, NAME) == 0, timeout=60, what="the queue metric served")
+    wait_for(lambda: router_backends(url), timeout=60, what="the router knowing the leader")
     print(f"step: {args.clients} clients for {args.seconds:.0f} s, target {TARGET}/replica")
-    timeline, statuses = asyncio.run(step(url, namespace, args.clients, args.seconds))
-    lost = sum(1 for s in statuses if s != 200)
-    print(f"requests: {len(statuses)} answered, {lost} lost; {timeline.samples} samples")
-    return 0 if lost == 0 else 1
+    timeline, answers = asyncio.run(step(url, namespace, args.clients, args.seconds))
+    failed = lost(answers)
+    print(f"requests: {len(answers)} answered, {failed.total()} lost; {timeline.samples} samples")
+    for answer, count in failed.most_common(5):
+        print(f"  {count} x {answer.status} {answer.error}")
+    return 1 if failed else 0
 
 
 def main() -> int:

@@ -88,9 +88,13 @@ def plain_statefulset(i: int, pods: int, gpus: int) -> dict[str, Any]:
 
 
 def up() -> Path:
-    subprocess.run([str(REPO / "e2e/cluster/build.sh")], check=True)
+    """Start (or reuse) the local control plane; without the real kubelet node unless
+    LLMSVC_REAL_NODES=1 asks for it: its CoreDNS and kube-proxy watch every Service and
+    EndpointSlice, load the bench does not need."""
+    env = {**os.environ, "LLMSVC_REAL_NODES": os.environ.get("LLMSVC_REAL_NODES", "0")}
+    subprocess.run([str(REPO / "e2e/cluster/build.sh")], check=True, env=env)
     out = subprocess.run(
-        [str(REPO / "e2e/cluster/up.sh")], check=True, capture_output=True, text=True
+        [str(REPO / "e2e/cluster/up.sh")], check=True, capture_output=True, text=True, env=env
     ).stdout
     return Path(out.strip().splitlines()[-1])
 

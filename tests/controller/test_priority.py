@@ -8,7 +8,10 @@ which decides when a reconcile starts, not what a reconcile does."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+
+import pytest
 
 from llmsvc.controller.metrics import OperatorMetrics
 from llmsvc.controller.reconciler import Settings
@@ -128,4 +131,78 @@ async def test_new_services_are_created_one_at_a_time_and_repairs_do_not_wait() 
     await asyncio.sleep(5 * SLOW)
     assert slow.most == 1
     assert {n for _, n in slow.started} == {"existing", *(f"new-{i}" for i in range(5))}
+    await slow.close()
+
+
+def arriving(quiet: float, hold: float = 30.0) -> Creating:
+    """A runtime that holds first passes until arrivals pause for ``quiet`` seconds."""
+    slow = Creating(
+        Settings(image="img"), OperatorMetrics(), workers=4, debounce=0,
+        arrival_quiet=quiet, arrival_hold=hold,
+    )  # fmt: skip
+    slow.started, slow.running, slow.most = {}, set(), 0
+    slow._slots, slow._sweep, slow._create = (asyncio.Semaphore(n) for n in (4, 2, 1))
+    return slow
+
+
+def held_now(slow: Runtime) -> float | None:
+    """``llmsvc_operator_creations_held`` now."""
+    return slow.metrics.registry.get_sample_value("llmsvc_operator_creations_held")
+
+
+def arrive(slow: Runtime, name: str) -> None:
+    """What the LLMService watch does with an ADDED event."""
+    slow.seen("ml", name, deleted=False)
+    slow.poke("ml", name)
+
+
+async def test_a_batch_being_applied_goes_first_and_repairs_do_not_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="llmsvc.operator")
+    slow = arriving(quiet=0.3)
+    slow.seen("ml", "existing", deleted=False)
+    await asyncio.sleep(0.35)
+    last = 0.0
+    for i in range(5):
+        last = time.monotonic()  # at most the arrival's own time, which the hold counts from
+        arrive(slow, f"new-{i}")
+        if i == 2:
+            slow.poke("ml", "existing")  # a repair while the batch arrives
+        await asyncio.sleep(0.1)
+    assert set(slow.started) == {("ml", "existing")}  # no first pass during the batch
+    assert held_now(slow) == 5
+    await asyncio.sleep(0.3 + 5 * SLOW)
+    assert held_now(slow) == 0
+    first = min(t for (_, n), t in slow.started.items() if n.startswith("new-"))
+    assert 0.3 <= first - last < 0.3 + SLOW
+    assert {n for _, n in slow.started} == {"existing", *(f"new-{i}" for i in range(5))}
+    assert slow.most == 1
+    held = [r for r in caplog.records if "keep arriving" in r.getMessage()]
+    assert len(held) == 1, "one line per batch says why its children wait"
+    await slow.close()
+
+
+async def test_a_single_new_service_waits_no_longer_than_the_debounce() -> None:
+    slow = arriving(quiet=0.3)
+    slow.debounce = 0.3
+    arrived = time.monotonic()
+    arrive(slow, "new-0")
+    await asyncio.sleep(0.3 + SLOW / 2)
+    assert slow.started[("ml", "new-0")] - arrived < 0.3 + SLOW / 4
+    assert not slow._told, "a single new LLMService is not held, nor logged as held"
+    await slow.close()
+
+
+async def test_a_stream_that_never_pauses_is_held_once_for_arrival_hold() -> None:
+    slow = arriving(quiet=0.3, hold=0.6)
+    slow._slots, slow._create = asyncio.Semaphore(20), asyncio.Semaphore(20)  # no pacing here
+    arrived: dict[str, float] = {}
+    for i in range(13):  # a new LLMService every 0.1 s for 1.2 s
+        arrived[f"new-{i}"] = time.monotonic()
+        arrive(slow, f"new-{i}")
+        await asyncio.sleep(0.1)
+    started = {n: t - arrived[n] for (_, n), t in slow.started.items()}
+    assert 0.6 <= started["new-0"] < 0.6 + 0.1  # held until the batch's hold ran out
+    assert started["new-10"] < 0.1  # arrived after that: not held again
     await slow.close()

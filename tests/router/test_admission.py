@@ -120,6 +120,29 @@ async def test_no_usable_backend_fails_fast() -> None:
     assert "no healthy backend" in info.value.message
 
 
+async def test_waiters_fail_at_once_when_no_backend_is_left_for_them() -> None:
+    """Queued behind busy backends, then B leaves discovery: a waiter that already tried A (a
+    retry) has no backend left and gets the 503 a new arrival gets, not the queue timeout; a
+    fresh waiter keeps waiting for A, and so do waiters of an unhealthy backend (it may
+    recover)."""
+    admission = make(urls=(A, B))
+    held = [await admission.admit(RequestInfo()) for _ in range(2)]
+    fresh = asyncio.create_task(admission.admit(RequestInfo()))
+    retry = asyncio.create_task(admission.admit(RequestInfo(), exclude=frozenset({A})))
+    await asyncio.sleep(0)
+    admission.pool.set_health(B, healthy=False)
+    admission.pool.tick()
+    assert admission.waiting == 2
+    admission.pool.set_urls([A])
+    with pytest.raises(RequestError) as info:
+        await asyncio.wait_for(retry, 1)
+    assert (info.value.status, info.value.message) == (503, "no healthy backend is available")
+    assert "Retry-After" in info.value.headers
+    assert admission.waiting == 1
+    admission.release(next(e for e in held if e.url == A))
+    assert (await asyncio.wait_for(fresh, 1)).url == A
+
+
 async def test_a_new_backend_drains_the_queue() -> None:
     admission = make(urls=(A,))
     await admission.admit(RequestInfo())

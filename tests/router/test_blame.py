@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import time
 from pathlib import Path
@@ -12,6 +13,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from llmsvc.router.config import RouterConfig
+from llmsvc.router.pool import Pool
 from llmsvc.router.server import Running, free_port, start
 from tests.router.conftest import RouterFactory
 from tests.router.helpers import Process, spawn
@@ -142,3 +145,20 @@ async def test_a_hung_backend_loses_its_waiting_requests_to_a_live_one(
     finally:
         for process in two_sim_processes:
             process.stop()
+
+
+def test_every_ejection_is_logged_with_its_cause_and_length(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="llmsvc.router.pool")
+    pool = Pool(RouterConfig(failure_threshold=2, eject_base_seconds=1.5), clock=lambda: 10.0)
+    pool.set_urls(["http://a:1"])
+    caplog.clear()
+    pool.failed("http://a:1")
+    assert caplog.messages == []  # one failure of two: not ejected
+    pool.failed("http://a:1")
+    pool.failed("http://a:1", hard=True, sent_at=11.0)  # ejected again: the backoff doubles
+    assert caplog.messages == [
+        "backend http://a:1 ejected for 1.5 s after failed requests",
+        "backend http://a:1 ejected for 3 s after a broken connection",
+    ]

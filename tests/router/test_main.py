@@ -53,6 +53,9 @@ def test_the_operator_rendered_command_line_parses() -> None:
         (["router", "--backend", "http://a:1", "--load-interval", "inf"], "--load-interval"),
         (["router", "--backend", "http://a:1", "--load-timeout", "0"], "--load-timeout"),
         (["router", "--backend", "http://a:1", "--max-metrics-bytes", "0"], "--max-metrics-bytes"),
+        (["router", "--backend", "http://a:1", "--health-interval", "0"], "--health-interval"),
+        (["router", "--backend", "http://a:1", "--health-timeout", "nan"], "--health-timeout"),
+        (["router", "--backend", "http://a:1", "--health-failures", "0"], "--health-failures"),
         (
             ["router", "--backend", "http://a:1", "--max-buffered-bytes", "10"],
             "--max-buffered-bytes must be at least --max-body-bytes",

@@ -57,6 +57,11 @@ class OperatorMetrics:
         self.restarts = Counter(
             "llmsvc_operator_group_restarts", "Whole-group restarts.", registry=r
         )
+        self.held = Gauge(
+            "llmsvc_operator_creations_held",
+            "New LLMServices whose children wait for a batch being applied to pause.",
+            registry=r,
+        )
         ProcessCollector(registry=r)
         GCCollector(registry=r)
         self._service_gauges(r)

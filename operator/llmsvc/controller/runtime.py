@@ -11,7 +11,11 @@ sweep runs at most ``sweepers`` reconciles at once, so the others are always fre
 and an event turns a pending sweep reconcile of the same object into an event-driven one.
 First passes of new LLMServices (no StatefulSet yet: about ten writes each) run ``creators`` at a
 time, so a burst of new objects is paced (the pods downstream are slower anyway) and neither
-starves the repairs of existing ones nor crowds other clients off the API server. The
+starves the repairs of existing ones nor crowds other clients off the API server. While new
+LLMServices keep arriving (a client is applying a batch), their first passes wait until no new
+one has arrived for ``arrival_quiet`` seconds, but no longer than ``arrival_hold`` seconds after
+the batch began: the client's requests go first, a stream that never pauses is held once only,
+and the children of a single new LLMService are not delayed at all. The
 sweep passes over an LLMService that is settled (every group Ready, no restart bookkeeping that
 time alone could change), whose last pass wrote nothing, and that no watch event has poked since
 (every change of its inputs in the watch caches pokes it) nor a change of the cluster's
@@ -87,6 +91,8 @@ class Runtime:
     workers: int = 16
     sweepers: int = 2
     creators: int = 1
+    arrival_quiet: float = 0.5  # a first pass waits for a pause this long in new arrivals ...
+    arrival_hold: float = 30.0  # ... but no longer than this after the batch's first arrival
     namespaces: tuple[str, ...] = ()
     kube: Kube | None = None
     discovery: Discovery | None = None
@@ -100,6 +106,9 @@ class Runtime:
     _sweep: asyncio.Semaphore | None = None
     _create: asyncio.Semaphore | None = None
     _quiet: dict[Ref, object] = field(default_factory=dict)  # capabilities at a no-op pass
+    _arrived: float = 0.0  # monotonic time the latest new LLMService was seen
+    _batch: float = 0.0  # monotonic time the first of the current batch was seen
+    _told: float = 0.0  # the batch whose hold was logged
 
     def attach(self, api: ApiClient) -> None:
         """Start talking to the API server through ``api``: the watch caches and the resync."""
@@ -132,8 +141,12 @@ class Runtime:
             self.known.discard((namespace, name))
             self._locks.pop((namespace, name), None)
             self._quiet.pop((namespace, name), None)
-        else:
+        elif (namespace, name) not in self.known:
             self.known.add((namespace, name))
+            now = time.monotonic()
+            if now - self._arrived >= self.arrival_quiet:
+                self._batch = now  # a pause ended the previous batch
+            self._arrived = now
 
     def poke(
         self, namespace: str, name: str, delay: float | None = None, sweep: bool = False
@@ -158,6 +171,9 @@ class Runtime:
 
     async def _later(self, ref: Ref, wait: float, attempt: int, sweep: bool = False) -> None:
         await asyncio.sleep(wait)
+        if self._new(ref):
+            with self.metrics.held.track_inprogress():
+                await self._after_arrivals()
         if sweep and self._sweep is not None:
             async with self._sweep:
                 self._pending.pop(ref, None)
@@ -184,6 +200,26 @@ class Runtime:
                 log.exception("reconcile of %s/%s failed (attempt %d)", *ref, attempt + 1)
             retry = self._later(ref, delay, attempt + 1, sweep)
             self._pending[ref] = (asyncio.create_task(retry), False)  # events merge into it
+
+    async def _after_arrivals(self) -> None:
+        """Return once no new LLMService has arrived for ``arrival_quiet`` seconds, or
+        ``arrival_hold`` seconds after the batch began: a client applying a batch is not slowed
+        by its children."""
+        while (gap := self._arrived + self.arrival_quiet - time.monotonic()) > 0:
+            left = self._batch + self.arrival_hold - time.monotonic()
+            if left <= 0:
+                return
+            self._tell_hold(left)
+            await asyncio.sleep(min(gap, left))
+
+    def _tell_hold(self, left: float) -> None:
+        """Log once per batch that its children wait for the batch (``left`` seconds at most)."""
+        if self._told != self._batch:
+            self._told = self._batch
+            log.info(
+                "new LLMServices keep arriving: their children are created once none has "
+                "arrived for %.1f s (at most %.0f s from now)", self.arrival_quiet, left,
+            )  # fmt: skip
 
     def _new(self, ref: Ref) -> bool:
         """Whether ``ref`` has no StatefulSet yet: its next pass creates its children."""

@@ -8,7 +8,10 @@ waiter directly, so a newcomer cannot overtake the queue.
 With ``hold_when_empty`` (a service that scales to zero) a request that finds no backend at all
 waits in the same bounded queue instead of failing: the queue is what wakes the service, and
 the first backend that appears takes the waiters. Backends that exist but are all unhealthy
-still fail fast: that is a broken service, not a sleeping one.
+still fail fast: that is a broken service, not a sleeping one. Every request that arrives
+before discovery has published its first backend set (a router pod just started, its
+EndpointSlice list still in flight) waits the same way: the router does not yet know whether it
+has backends, so it does not answer that it has none.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Admission:
         self._heap: list[_Waiter] = []
         self._order = itertools.count()
         pool.listeners.append(self.drain)
+        pool.set_listeners.append(self._fail_stranded)
 
     @property
     def waiting(self) -> int:
@@ -81,15 +85,17 @@ class Admission:
             raise
 
     def _holding(self) -> bool:
-        """Hold requests while no backend exists (scaled to zero, waking up)."""
-        return self.pool.config.hold_when_empty and not self.pool.backends
+        """Hold requests while no backend exists (scaled to zero, waking up), and until
+        discovery has published its first backend set."""
+        empty = self.pool.config.hold_when_empty and not self.pool.backends
+        return empty or not self.pool.synced
 
     def _abandon(self, waiter: _Waiter) -> None:
         """The waiter gave up: leave the queue, or give back a slot handed over meanwhile."""
         if waiter in self._heap:
             self._heap.remove(waiter)
             heapq.heapify(self._heap)
-        elif waiter.future.done() and not waiter.future.cancelled():
+        elif _granted(waiter.future):
             self.release(waiter.future.result())
         waiter.future.cancel()
 
@@ -107,6 +113,30 @@ class Admission:
             heapq.heappop(self._heap)
             head.future.set_result(endpoint)
 
+    def _fail_stranded(self) -> None:
+        """After a discovery update: fail the waiters for which no backend exists any more
+        (the first backend set was empty, or every backend they may use left it), as a new
+        arrival would be failed; only discovery can strand a waiter. Backends that are
+        unhealthy or ejected still exist; their waiters wait for them, within the timeout."""
+        if self._holding():
+            return
+        present = self.pool.backends.keys()
+        stranded: list[_Waiter] = []
+        kept: list[_Waiter] = []
+        for waiter in self._heap:
+            (stranded if present <= waiter.exclude else kept).append(waiter)
+        if not stranded:
+            return
+        self._heap = kept
+        heapq.heapify(self._heap)
+        for waiter in stranded:
+            waiter.future.set_exception(self._unavailable("no healthy backend is available"))
+
     def _unavailable(self, message: str, status: int = 503) -> RequestError:
         retry_after = str(self.pool.config.retry_after_seconds)
         return RequestError(status, message, headers={"Retry-After": retry_after})
+
+
+def _granted(future: asyncio.Future[Endpoint]) -> bool:
+    """Whether a slot was handed to the waiter of ``future`` (it must give it back)."""
+    return future.done() and not future.cancelled() and future.exception() is None

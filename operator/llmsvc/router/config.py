@@ -23,6 +23,7 @@ class RouterConfig:
     max_retries: int = 2
     health_interval: float = 5.0
     health_timeout: float = 2.0
+    health_failures: int = 2
     load_interval: float = 1.0
     load_timeout: float = 1.0
     max_metrics_bytes: int = 4 * 1024 * 1024

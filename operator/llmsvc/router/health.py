@@ -1,8 +1,15 @@
-"""Active health checks: poll every backend's ``/health`` (and learn its models) on an interval."""
+"""Active health checks: poll every backend's ``/health`` (and learn its models) on an interval.
+
+A backend turns unhealthy at once when it says so (an answer other than 200, or a refused
+connection: nothing listens, the engine exited), and after ``health_failures`` checks in a row
+that got no answer in time. One unanswered check proves little: the router itself may have been
+stalled (its timer fired late, with the answer already in the socket).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 
 import aiohttp
@@ -12,22 +19,42 @@ from llmsvc.router.pool import Pool
 log = logging.getLogger("llmsvc.router.health")
 
 
+class Outcome(enum.Enum):
+    """What one ``/health`` check found."""
+
+    PASSED = "passed"
+    DOWN = "down"  # an answer other than 200, or a refused connection (the process is gone)
+    SILENT = "silent"  # no answer in time, or a broken connection: maybe the router's own stall
+
+
 async def check(session: aiohttp.ClientSession, pool: Pool, url: str, limit_s: float) -> None:
-    """One check of ``url``: 200 on ``/health`` is healthy; models are read once."""
+    """One check of ``url``: 200 on ``/health`` passes (models are read once), another answer or
+    a refused connection fails it at once, silence counts toward ``health_failures``."""
     limit = aiohttp.ClientTimeout(total=limit_s)
     started = pool.now()
+    outcome = await _probe(session, url, limit)
+    backend = pool.backends.get(url)
+    if backend is None:
+        return
+    was = backend.healthy
+    if outcome is Outcome.PASSED:
+        models = None if backend.models else await _models(session, url, limit)
+        pool.set_health(url, True, models, checked_at=started)
+    else:
+        pool.check_failed(url, certain=outcome is Outcome.DOWN)
+    if backend.healthy != was:
+        log.info("backend %s is now %s", url, "healthy" if backend.healthy else "unhealthy")
+
+
+async def _probe(session: aiohttp.ClientSession, url: str, limit: aiohttp.ClientTimeout) -> Outcome:
     try:
         async with session.get(f"{url}/health", timeout=limit) as response:
-            healthy = response.status == 200
+            return Outcome.PASSED if response.status == 200 else Outcome.DOWN
+    except aiohttp.ClientConnectorError as error:
+        refused = isinstance(error.os_error, ConnectionRefusedError)
+        return Outcome.DOWN if refused else Outcome.SILENT
     except (aiohttp.ClientError, TimeoutError):
-        healthy = False
-    backend = pool.backends.get(url)
-    models = None
-    if healthy and backend is not None and not backend.models:
-        models = await _models(session, url, limit)
-    if backend is not None and backend.healthy != healthy:
-        log.info("backend %s is now %s", url, "healthy" if healthy else "unhealthy")
-    pool.set_health(url, healthy, models, checked_at=started)
+        return Outcome.SILENT
 
 
 async def _models(

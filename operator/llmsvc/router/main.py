@@ -27,8 +27,17 @@ LIMITS = (
     "max_json_depth",
     "max_connections",
     "max_metrics_bytes",
+    "health_failures",
 )
-TIMEOUTS = ("first_byte_timeout", "chunk_timeout", "idle_timeout", "body_timeout", "load_timeout")
+TIMEOUTS = (
+    "first_byte_timeout",
+    "chunk_timeout",
+    "idle_timeout",
+    "body_timeout",
+    "load_timeout",
+    "health_timeout",
+    "health_interval",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +84,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-timeout", type=float, default=1800.0, help="seconds in total")
     parser.add_argument("--max-retries", type=int, default=2, help="before the first byte only")
     parser.add_argument("--health-interval", type=float, default=5.0, help="seconds")
+    parser.add_argument(
+        "--health-timeout", type=float, default=2.0, help="seconds for one /health check"
+    )
+    parser.add_argument(
+        "--health-failures",
+        type=int,
+        default=2,
+        help="unanswered /health checks in a row before a backend counts as unhealthy (an "
+        "answer other than 200 or a refused connection: at once)",
+    )
     parser.add_argument(
         "--load-interval",
         type=float,
@@ -195,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
         request_timeout=args.request_timeout,
         max_retries=args.max_retries,
         health_interval=args.health_interval,
+        health_timeout=args.health_timeout,
+        health_failures=args.health_failures,
         load_interval=args.load_interval,
         load_timeout=args.load_timeout,
         max_metrics_bytes=args.max_metrics_bytes,

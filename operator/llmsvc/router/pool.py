@@ -16,10 +16,14 @@ within one check interval; a backend ejected ``FLAP_EJECTIONS`` times without a 
 Engine load (``load.py`` scrapes each backend's ``/metrics``) enters the snapshot as the
 engine's requests minus this router's in flight at scrape time (the other routers' share)
 plus this router's in flight now; a missing or stale scrape leaves only the router's own count.
+
+Changes of the backend set and ejections are logged (INFO, WARNING): with the health checks'
+log lines they explain every "no healthy backend" answer.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +33,7 @@ from llmsvc.router.policies import Endpoint, Snapshot
 from llmsvc.router.promtext import EngineLoad
 
 FLAP_EJECTIONS = 3
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,6 +43,7 @@ class Backend:
     url: str
     in_flight: int = 0
     healthy: bool = True
+    check_failures: int = 0
     failures: int = 0
     ejections: int = 0
     ejected_until: float = 0.0
@@ -60,8 +66,10 @@ class Pool:
         self._clock = clock
         self.backends: dict[str, Backend] = {}
         self.leaving: dict[str, Backend] = {}
+        self.synced = False  # discovery has published its first backend set
         self.listeners: list[Callable[[], None]] = []
         self.down_listeners: list[Callable[[str], None]] = []
+        self.set_listeners: list[Callable[[], None]] = []  # after each discovery update
 
     def now(self) -> float:
         """The pool's clock (monotonic seconds)."""
@@ -73,14 +81,25 @@ class Pool:
 
     def set_urls(self, urls: Iterable[str]) -> None:
         """Replace the backend set; known backends keep their state."""
-        wanted = set(urls)
-        for url in set(self.backends) - wanted:
+        wanted, known = set(urls), set(self.backends)
+        self.synced = True
+        removed, added = known - wanted, wanted - known
+        for url in removed:
             gone = self.backends.pop(url)
             if gone.in_flight:
                 self.leaving[url] = gone
-        for url in wanted - set(self.backends):
+        for url in added:
             self.backends[url] = self.leaving.pop(url) if url in self.leaving else Backend(url)
+        if added or removed:
+            log.info(
+                "backends: %d (added: %s; removed: %s)",
+                len(self.backends),
+                ", ".join(sorted(added)) or "none",
+                ", ".join(sorted(removed)) or "none",
+            )
         self._changed()
+        for listener in self.set_listeners:
+            listener()
 
     def snapshot(self, exclude: frozenset[str] = frozenset()) -> Snapshot:
         """An immutable view for one decision; ``exclude`` holds URLs already tried."""
@@ -163,12 +182,33 @@ class Pool:
             return
         backend.failures = self.config.failure_threshold if hard else backend.failures + 1
         if backend.failures >= self.config.failure_threshold:
-            now = self._clock()
-            delay = self.config.eject_base_seconds * 2**backend.ejections
-            backend.ejected_at = now
-            backend.ejected_until = now + min(delay, self.config.eject_max_seconds)
-            backend.ejections += 1
-            backend.failures = 0
+            self._eject(backend, "a broken connection" if hard else "failed requests")
+
+    def _eject(self, backend: Backend, why: str) -> None:
+        now = self._clock()
+        delay = min(
+            self.config.eject_base_seconds * 2**backend.ejections, self.config.eject_max_seconds
+        )
+        backend.ejected_at = now
+        backend.ejected_until = now + delay
+        backend.ejections += 1
+        backend.failures = 0
+        log.warning("backend %s ejected for %g s after %s", backend.url, delay, why)
+
+    def check_failed(self, url: str, certain: bool = False) -> None:
+        """An active check of ``url`` failed: it turns unhealthy at once when the failure is
+        ``certain`` (the backend answered so, or refused the connection), else after
+        ``health_failures`` in a row.
+
+        One unanswered check is not enough: it may be the router that stalled (a CPU-starved
+        node), and marking every backend unhealthy then would fail every request with a 503.
+        """
+        backend = self.backends.get(url)
+        if backend is None:
+            return
+        backend.check_failures += 1
+        if certain or backend.check_failures >= self.config.health_failures:
+            self.set_health(url, False)
 
     def set_health(
         self,
@@ -185,6 +225,8 @@ class Pool:
         was = backend.usable(now)
         if healthy and self._may_lift(backend, now if checked_at is None else checked_at):
             backend.ejected_until = now
+        if healthy:
+            backend.check_failures = 0
         went_down = backend.healthy and not healthy
         backend.healthy = healthy
         if models is not None:
