@@ -211,10 +211,11 @@ def test_a_cordon_without_room_for_a_surge_moves_one_group_and_says_so(
         svc = llmservice("tight", replicas=2, parallelism=ONE_NODE, scheduling=placement(name))
         apply(svc, namespace)
         wait_ready("tight", namespace)
-        # the third node is taken by something else: no room for a surge group
-        kubectl("cordon", f"{name}-2")
-        spare = {n["spec"].get("nodeName") for n in ranks(namespace, "tight")}
-        assert f"{name}-2" not in spare
+        # the node no group uses is taken by something else: no room for a surge group
+        used = {p["spec"].get("nodeName") for p in ranks(namespace, "tight")}
+        free = sorted({f"{name}-{i}" for i in range(3)} - used)
+        assert len(free) == 1, f"two one-node groups should leave one of 3 nodes free: {used}"
+        kubectl("cordon", free[0])
         victim = node_of_group(namespace, "tight", 0)
         kubectl("cordon", victim)
 
@@ -232,5 +233,5 @@ def test_a_cordon_without_room_for_a_surge_moves_one_group_and_says_so(
         # the moved group waits for room (Degraded=Unschedulable only after the grace period)
         wait_for(lambda: progressing(namespace, "tight")["reason"] == "WaitingForNodes",
                  timeout=30, what="the moved group waits for room")  # fmt: skip
-        kubectl("uncordon", f"{name}-2")
+        kubectl("uncordon", free[0])
         wait_ready("tight", namespace)
