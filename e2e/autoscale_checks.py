@@ -22,7 +22,8 @@ from e2e.autoscale_harness import (
     unregister_metrics_api,
 )
 from e2e.helpers import kubectl_json, wait_for
-from e2e.operator_process import OperatorProcess, free_port
+from e2e.operator_process import OperatorProcess
+from llmsvc.router.server import free_port
 
 
 @contextmanager

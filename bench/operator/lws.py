@@ -21,7 +21,9 @@ from typing import Any
 
 import yaml
 from e2e.helpers import kubectl, to_yaml, wait_established, wait_for
-from e2e.operator_process import Measured, answers, free_port, terminate
+from e2e.operator_process import Measured, answers, terminate
+
+from llmsvc.router.server import free_port
 
 VERSION = "v0.9.0"
 MODULE = "sigs.k8s.io/lws"

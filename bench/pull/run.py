@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 
+from llmsvc.router.server import free_port
+
 GiB = 1 << 30
 MiB = 1 << 20
 KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}  # moto accepts any
@@ -69,12 +71,6 @@ def children_cpu() -> float:
 
 def med(samples: list[Sample]) -> Sample:
     return Sample(median(s.wall for s in samples), median(s.cpu for s in samples))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def generate(root: Path, total: int, shards: int) -> dict[str, dict[str, str]]:

@@ -16,14 +16,9 @@ from tests.puller.servers import Server
 
 from llmsvc.puller.metrics import GAUGES, PullProgress
 from llmsvc.puller.progress import Progress
+from llmsvc.router.server import free_port
 
 MiB = 1 << 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> dict[str, float]:

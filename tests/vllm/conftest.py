@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from llmsvc.router.server import free_port
 from tests.vllm import engine
 from tests.vllm.engine import Rank
 
@@ -45,7 +46,7 @@ def single_servers(vllm_python: Path, tiny_model: Path, engine_logs: Path) -> It
     """Two single-node engines, each run from the rendered rank script + env."""
     container = engine.engine_container(engine.tiny_service("single"))
     ranks = [
-        engine.start_rank(container, 0, tiny_model, vllm_python, engine_logs, engine.free_port())
+        engine.start_rank(container, 0, tiny_model, vllm_python, engine_logs, free_port())
         for _ in range(2)
     ]
     try:

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -27,6 +26,7 @@ from llmsvc.api import LLMService, parse
 from llmsvc.render import render
 from llmsvc.render.names import HTTP_PORT
 from llmsvc.render.volumes import MOUNT_PATH
+from llmsvc.router.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_SCRIPT = ROOT / "scripts" / "vllm-env.sh"
@@ -87,12 +87,6 @@ def tiny_model(python: Path) -> Path:
         )
         stamp.write_text("ok\n")
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tiny_service(name: str, pipeline: int = 1) -> LLMService:

@@ -21,6 +21,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from llmsvc.probe.rank_check import metric_sums
+from llmsvc.router.server import free_port
 from tests.vllm import engine
 from tests.vllm.engine import Manifest, Rank
 
@@ -33,7 +34,7 @@ def container() -> Manifest:
 
 
 def start_group(container: Manifest, model: Path, python: Path, logs: Path) -> list[Rank]:
-    master_port = engine.free_port()
+    master_port = free_port()
     ranks = [engine.start_rank(container, r, model, python, logs, master_port) for r in (0, 1)]
     try:
         engine.wait_healthy(ranks[0], ranks[1:])

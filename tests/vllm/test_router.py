@@ -15,6 +15,7 @@ import pytest
 
 from llmsvc.probe.rank_check import metric_sums
 from llmsvc.router.main import POLICIES
+from llmsvc.router.server import free_port
 from tests.vllm import engine
 from tests.vllm.engine import Rank
 
@@ -39,7 +40,7 @@ def routers(single_servers: list[Rank], engine_logs: Path) -> Iterator[dict[str,
     procs, urls = [], {}
     backends = [arg for s in single_servers for arg in ("--backend", s.url)]
     for policy in POLICIES:
-        port = engine.free_port()
+        port = free_port()
         log = (engine_logs / f"router-{policy}.log").open("wb")
         procs.append(
             subprocess.Popen(
