@@ -62,13 +62,13 @@ class OperatorMetrics:
             "New LLMServices whose children wait for a batch being applied to pause.",
             registry=r,
         )
-        self.creation_limit = Gauge(
+        self.creators = Gauge(
             "llmsvc_operator_creation_limit",
             "First passes of new LLMServices allowed at once (grows while the API server keeps "
             "up, halves when it queues).",
             registry=r,
         )
-        self.creation_limit.set(1)
+        self.creators.set(1)
         ProcessCollector(registry=r)
         GCCollector(registry=r)
         self._service_gauges(r)

@@ -220,9 +220,9 @@ class Runtime:
                 await self.reconcile(*ref)
             except Exception as error:
                 if overloaded(error):
-                    self.metrics.creation_limit.set(self._pacer.congested())
+                    self.metrics.creators.set(self._pacer.congested())
                 raise
-            self.metrics.creation_limit.set(self._pacer.passed(time.monotonic() - started))
+            self.metrics.creators.set(self._pacer.passed(time.monotonic() - started))
 
     def _creation_limit(self) -> int:
         """First passes at once now: one while a batch is still arriving, else the pacer's."""
