@@ -1,7 +1,6 @@
 """Event-driven reconciles go before the resync sweep: the sweep may use only ``sweepers`` of the
 ``workers`` slots, and an event for an object the sweep still queues makes it event-driven. The
-sweep skips only LLMServices that time alone cannot change (:func:`settled`). First passes of new
-LLMServices wait for a batch being applied, then run as many at once as the server keeps up with.
+sweep skips only LLMServices that time alone cannot change (:func:`settled`).
 
 The reconcile itself is replaced by a slow stand-in: what is tested is the runtime's scheduling,
 which decides when a reconcile starts, not what a reconcile does."""
@@ -15,7 +14,6 @@ import time
 import pytest
 
 from llmsvc.controller.metrics import OperatorMetrics
-from llmsvc.controller.pacing import Gate
 from llmsvc.controller.reconciler import Settings
 from llmsvc.controller.runtime import Runtime, settled
 from llmsvc.plan import Plan
@@ -119,11 +117,10 @@ class Creating(Slow):
             self.running.discard((namespace, name))
 
 
-async def test_creations_at_their_limit_never_hold_up_a_repair() -> None:
+async def test_new_services_are_created_one_at_a_time_and_repairs_do_not_wait() -> None:
     slow = Creating(Settings(image="img"), OperatorMetrics(), workers=4, debounce=0)
     slow.started, slow.running, slow.most = {}, set(), 0
-    slow._slots, slow._sweep = asyncio.Semaphore(4), asyncio.Semaphore(2)
-    slow._create = Gate(lambda: 1)
+    slow._slots, slow._sweep, slow._create = (asyncio.Semaphore(n) for n in (4, 2, 1))
     for i in range(5):
         slow.poke("ml", f"new-{i}")
     await asyncio.sleep(0.05)
@@ -144,8 +141,7 @@ def arriving(quiet: float, hold: float = 30.0) -> Creating:
         arrival_quiet=quiet, arrival_hold=hold,
     )  # fmt: skip
     slow.started, slow.running, slow.most = {}, set(), 0
-    slow._slots, slow._sweep = asyncio.Semaphore(4), asyncio.Semaphore(2)
-    slow._create = Gate(lambda: 1)
+    slow._slots, slow._sweep, slow._create = (asyncio.Semaphore(n) for n in (4, 2, 1))
     return slow
 
 
@@ -200,7 +196,7 @@ async def test_a_single_new_service_waits_no_longer_than_the_debounce() -> None:
 
 async def test_a_stream_that_never_pauses_is_held_once_for_arrival_hold() -> None:
     slow = arriving(quiet=0.3, hold=0.6)
-    slow._slots, slow._create = asyncio.Semaphore(20), Gate(lambda: 20)  # no pacing here
+    slow._slots, slow._create = asyncio.Semaphore(20), asyncio.Semaphore(20)  # no pacing here
     arrived: dict[str, float] = {}
     for i in range(13):  # a new LLMService every 0.1 s for 1.2 s
         arrived[f"new-{i}"] = time.monotonic()
@@ -209,58 +205,4 @@ async def test_a_stream_that_never_pauses_is_held_once_for_arrival_hold() -> Non
     started = {n: t - arrived[n] for (_, n), t in slow.started.items()}
     assert 0.6 <= started["new-0"] < 0.6 + 0.1  # held until the batch's hold ran out
     assert started["new-10"] < 0.1  # arrived after that: not held again
-    await slow.close()
-
-
-def paced(slow: Creating, limit: int = 1) -> Creating:
-    """``slow`` with the operator's own pacing of first passes, starting at ``limit``."""
-    slow._pacer.most, slow._pacer.limit = 4, limit
-    slow._create = Gate(slow._creation_limit)
-    return slow
-
-
-async def test_creations_run_more_at_once_while_the_server_keeps_up() -> None:
-    slow = paced(arriving(quiet=0.3))
-    for i in range(12):
-        slow.poke("ml", f"new-{i}")
-    await asyncio.sleep(12 * SLOW)
-    assert len(slow.started) == 12
-    assert slow.most == 4  # every pass took SLOW: no queueing, so up to the most
-    assert slow.metrics.registry.get_sample_value("llmsvc_operator_creation_limit") == 4
-    await slow.close()
-
-
-class Queueing(Creating):
-    """An API server that serves one pass at a time: passes at once wait for each other."""
-
-    server: asyncio.Lock
-
-    async def reconcile(self, namespace: str, name: str) -> Plan | None:
-        async with self.server:
-            return await super().reconcile(namespace, name)
-
-
-async def test_creations_stay_few_when_more_at_once_only_queue() -> None:
-    slow = Queueing(Settings(image="img"), OperatorMetrics(), workers=8, debounce=0)
-    slow.started, slow.running, slow.most, slow.server = {}, set(), 0, asyncio.Lock()
-    slow._slots = asyncio.Semaphore(8)
-    paced(slow)
-    for i in range(20):
-        slow.poke("ml", f"new-{i}")
-    await asyncio.sleep(21 * SLOW)
-    assert len(slow.started) == 20
-    assert slow._pacer.limit <= 2  # three at once made a pass wait 3 SLOW: halved each time
-    await slow.close()
-
-
-async def test_while_a_stream_goes_on_past_the_hold_creations_run_one_at_a_time() -> None:
-    slow = paced(arriving(quiet=0.3, hold=0.3), limit=4)
-    slow._slots = asyncio.Semaphore(20)
-    for i in range(15):  # a new LLMService every 0.1 s for 1.5 s
-        arrive(slow, f"new-{i}")
-        await asyncio.sleep(0.1)
-    assert slow.most == 1  # held, then trickled: the stream has the server
-    await asyncio.sleep(0.3 + 6 * SLOW)
-    assert len(slow.started) == 15
-    assert slow.most > 1  # once it paused, the pacer's limit again
     await slow.close()

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=16,
         help="reconciles that may run at once (default 16); first passes of new LLMServices "
-        "take at most half of them, as many as the API server keeps up with",
+        "run one at a time regardless, once a batch of them has arrived",
     )
     parser.add_argument(
         "--restart-backoff-seconds",

@@ -62,13 +62,6 @@ class OperatorMetrics:
             "New LLMServices whose children wait for a batch being applied to pause.",
             registry=r,
         )
-        self.creators = Gauge(
-            "llmsvc_operator_creation_limit",
-            "First passes of new LLMServices allowed at once (grows while the API server keeps "
-            "up, halves when it queues).",
-            registry=r,
-        )
-        self.creators.set(1)
         ProcessCollector(registry=r)
         GCCollector(registry=r)
         self._service_gauges(r)

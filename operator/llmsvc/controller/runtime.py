@@ -9,15 +9,13 @@ with backoff, never sooner than a throttling API server's ``Retry-After`` (pokes
 the meantime are merged into that retry). Event-driven reconciles take priority: the resync
 sweep runs at most ``sweepers`` reconciles at once, so the others are always free for events,
 and an event turns a pending sweep reconcile of the same object into an event-driven one.
-First passes of new LLMServices (no StatefulSet yet: about ten writes each) run as many at a
-time as the API server absorbs without queueing (:class:`llmsvc.controller.pacing.Pacer`: one at
-first, at most ``creators``), so a burst of new objects is paced and neither starves the repairs
-of existing ones nor crowds other clients off the API server. While new LLMServices keep
-arriving (a client is applying a batch), their first passes wait until no new one has arrived
-for ``arrival_quiet`` seconds, but no longer than ``arrival_hold`` seconds after the batch began
-(then, while the stream goes on, one at a time): the client's requests go first, a stream that
-never pauses is held once only, and the children of a single new LLMService are not delayed at
-all. The
+First passes of new LLMServices (no StatefulSet yet: about ten writes each) run ``creators`` at a
+time, so a burst of new objects is paced (the pods downstream are slower anyway) and neither
+starves the repairs of existing ones nor crowds other clients off the API server. While new
+LLMServices keep arriving (a client is applying a batch), their first passes wait until no new
+one has arrived for ``arrival_quiet`` seconds, but no longer than ``arrival_hold`` seconds after
+the batch began: the client's requests go first, a stream that never pauses is held once only,
+and the children of a single new LLMService are not delayed at all. The
 sweep passes over an LLMService that is settled (every group Ready, no restart bookkeeping that
 time alone could change), whose last pass wrote nothing, and that no watch event has poked since
 (every change of its inputs in the watch caches pokes it) nor a change of the cluster's
@@ -41,7 +39,6 @@ from llmsvc.controller.cache import Cache
 from llmsvc.controller.discovery import Discovery
 from llmsvc.controller.kube import Kube, retry_after
 from llmsvc.controller.metrics import OperatorMetrics
-from llmsvc.controller.pacing import Gate, Pacer
 from llmsvc.controller.reconciler import Settings, reconcile
 from llmsvc.plan import Plan
 
@@ -73,13 +70,6 @@ def settled(body: Obj | None) -> bool:
     )
 
 
-def overloaded(error: Exception) -> bool:
-    """Whether a failed pass says the API server is overloaded (throttled, 5xx, no answer)."""
-    if isinstance(error, ApiException):
-        return error.status == 429 or (error.status or 0) >= 500
-    return isinstance(error, (TimeoutError, OSError))
-
-
 def retry_delay(error: Exception, attempt: int, cap: float) -> float:
     """Seconds before retrying a reconcile that failed with ``error`` (``attempt`` from 0).
 
@@ -100,7 +90,7 @@ class Runtime:
     debounce: float = 0.5
     workers: int = 16
     sweepers: int = 2
-    creators: int = 8  # first passes at once at most; the pacer finds how many from 1 up
+    creators: int = 1
     arrival_quiet: float = 0.5  # a first pass waits for a pause this long in new arrivals ...
     arrival_hold: float = 30.0  # ... but no longer than this after the batch's first arrival
     namespaces: tuple[str, ...] = ()
@@ -114,8 +104,7 @@ class Runtime:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _slots: asyncio.Semaphore | None = None
     _sweep: asyncio.Semaphore | None = None
-    _create: Gate | None = None
-    _pacer: Pacer = field(default_factory=Pacer)
+    _create: asyncio.Semaphore | None = None
     _quiet: dict[Ref, object] = field(default_factory=dict)  # capabilities at a no-op pass
     _arrived: float = 0.0  # monotonic time the latest new LLMService was seen
     _batch: float = 0.0  # monotonic time the first of the current batch was seen
@@ -133,8 +122,7 @@ class Runtime:
         self.discovery = Discovery(self.kube)
         self._slots = asyncio.Semaphore(self.workers)
         self._sweep = asyncio.Semaphore(self.sweepers)
-        self._pacer.most = max(1, min(self.creators, self.workers // 2))  # repairs keep half
-        self._create = Gate(self._creation_limit)
+        self._create = asyncio.Semaphore(self.creators)
         cache.start()
         self._tasks.append(asyncio.create_task(self._resync_loop()))
 
@@ -197,7 +185,8 @@ class Runtime:
     async def _attempt(self, ref: Ref, attempt: int, sweep: bool) -> None:
         try:
             if self._create is not None and self._new(ref):
-                await self._first_pass(ref, self._create)
+                async with self._create:
+                    await self.reconcile(*ref)
             else:
                 await self.reconcile(*ref)
         except Exception as error:  # retried with backoff; the resync would retry anyway
@@ -211,23 +200,6 @@ class Runtime:
                 log.exception("reconcile of %s/%s failed (attempt %d)", *ref, attempt + 1)
             retry = self._later(ref, delay, attempt + 1, sweep)
             self._pending[ref] = (asyncio.create_task(retry), False)  # events merge into it
-
-    async def _first_pass(self, ref: Ref, gate: Gate) -> None:
-        """Create ``ref``'s children in one of the paced slots, timing the pass for the pacer."""
-        async with gate.slot():
-            started = time.monotonic()
-            try:
-                await self.reconcile(*ref)
-            except Exception as error:
-                if overloaded(error):
-                    self.metrics.creators.set(self._pacer.congested())
-                raise
-            self.metrics.creators.set(self._pacer.passed(time.monotonic() - started))
-
-    def _creation_limit(self) -> int:
-        """First passes at once now: one while a batch is still arriving, else the pacer's."""
-        arriving = time.monotonic() - self._arrived < self.arrival_quiet
-        return 1 if arriving else self._pacer.limit
 
     async def _after_arrivals(self) -> None:
         """Return once no new LLMService has arrived for ``arrival_quiet`` seconds, or
