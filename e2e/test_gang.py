@@ -9,13 +9,22 @@ does not fit binds partially (as with ``scheduling.gang: off`` below, on any clu
 
 from __future__ import annotations
 
+import json
+import os
 import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
+
+from kubernetes_asyncio import config
 
 from e2e.gang_helpers import add_nodes, gang_served, node, placement, podgroups, pool
 from e2e.helpers import apply, kubectl, pods, wait_for
 from e2e.operator_process import OperatorProcess
 from e2e.test_operator import condition, get, llmservice, wait_ready
+from llmsvc.controller.discovery import Discovery
+from llmsvc.controller.kube import Kube
 
 TWO_NODES = {"tensor": 8, "pipeline": 2, "gpusPerNode": 8}  # one group = two 8-GPU pods
 RACK = "example.com/rack"
@@ -136,9 +145,59 @@ def test_topology_key_keeps_a_group_in_one_rack_and_it_waits_whole(
         wait_for(lambda: len(pods(namespace, "llmsvc.io/name=racked,llmsvc.io/group")) == 2,
                  what="both ranks created")  # fmt: skip
         if gang_served():  # two free nodes, but in two racks: nothing binds
+            (pg,) = podgroups(namespace)  # the scheduler places the group in one rack itself
+            assert pg["spec"].get("schedulingConstraints") == {"topology": [{"key": RACK}]}, pg
             stays_unbound(namespace, "racked", 10)
         add_nodes(node(f"{name}-b1", name, labels={RACK: "b"}))
         # the scheduler retries the gang on the node event; in a loaded full run 60 s was not enough
         wait_for(lambda: len(bound(namespace, "racked")) == 2, timeout=180, what="group bound")
         assert racks(namespace, "racked") == {"b"}
         wait_ready("racked", namespace)
+
+
+@contextmanager
+def terminating_namespace() -> Iterator[str]:
+    """A namespace held in Terminating by a finalizer on a ConfigMap: creates in it are refused."""
+    name = f"e2e-doomed-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    meta = {"name": "hold", "namespace": name, "finalizers": ["e2e.llmsvc.io/hold"]}
+    held = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+    kubectl("create", "-f", "-", input=json.dumps(held))
+    kubectl("delete", "namespace", name, "--wait=false")
+    try:
+        wait_for(lambda: kubectl("get", "namespace", name, "-o", "jsonpath={.status.phase}").stdout
+                 == "Terminating", what=f"namespace {name} terminating")  # fmt: skip
+        yield name
+    finally:
+        patch = json.dumps({"metadata": {"finalizers": None}})
+        kubectl("patch", "configmap", "hold", "-n", name, "--type=merge", "-p", patch, check=False)
+
+
+@asynccontextmanager
+async def cluster_kube() -> AsyncIterator[Kube]:
+    """The operator's API client on the e2e cluster."""
+    api = await config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    try:
+        yield Kube(api)
+    finally:
+        await api.close()
+
+
+async def test_a_probe_refused_in_a_terminating_namespace_is_asked_again_from_another(
+    namespace: str,
+) -> None:
+    """CI once rendered a group without topology-aware placement for 5 minutes: the operator's
+    first probe ran in a namespace being deleted (the server refuses creates there), and the
+    refusal was cached as "no topology support"."""
+    now = [0.0]
+    async with cluster_kube() as kube:
+        discovery = Discovery(kube, clock=lambda: now[0])
+        with terminating_namespace() as doomed:
+            refused = await discovery.capabilities(doomed)
+            if not gang_served():  # LLMSVC_GANG=0: no PodGroup API, nothing is probed
+                assert not refused.podgroups
+                return
+            assert refused.podgroups
+            assert not refused.podgroup_topology  # refused: nothing known yet
+            answered = await discovery.capabilities(namespace)  # same instant, another namespace
+        assert answered.podgroup_topology, "a refused probe was cached for the whole ttl"

@@ -6,7 +6,12 @@ the API group document, picks the most preferred version with the shape renderin
 asks the server with a dry-run create whether it keeps a PodGroup's topology constraint (the
 ``TopologyAwareWorkloadScheduling`` gate; without it the server silently drops the field). The
 result is cached for ``ttl`` seconds, so feature gates turned on or off are noticed within
-minutes without a request per reconcile. A discovery that fails keeps the last answer.
+minutes without a request per reconcile. A discovery that fails, or a probe the server refuses
+(it runs in the namespace of the LLMService being reconciled, which may be being deleted), keeps
+the last answer but is asked again after ``retry`` seconds, not ``ttl``, and a refused probe is
+asked again at once from any other namespace: an operator whose very first probe landed in a
+terminating namespace would otherwise render every group without topology-aware placement for
+minutes.
 """
 
 from __future__ import annotations
@@ -54,9 +59,11 @@ class Discovery:
 
     kube: Kube
     ttl: float = 300.0
+    retry: float = 5.0  # after a failed discovery or a refused probe
     clock: Callable[[], float] = time.monotonic
     _caps: Capabilities = NONE
     _at: float | None = None
+    _refused: str | None = None  # the namespace of the last probe the server refused
     _log: set[Capabilities] = field(default_factory=set)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -64,7 +71,8 @@ class Discovery:
         """The cluster's capabilities; ``namespace`` hosts the dry-run probe. Concurrent
         reconciles share one discovery."""
         async with self._lock:
-            if self._at is None or self.clock() - self._at >= self.ttl:
+            stale = self._at is None or self.clock() - self._at >= self.ttl
+            if stale or self._refused not in (None, namespace):
                 await self._refresh(namespace)
             return self._caps
 
@@ -73,35 +81,43 @@ class Discovery:
         return self._caps
 
     async def _refresh(self, namespace: str) -> None:
+        certain, self._refused = False, None
         try:
-            self._caps = await self._discover(namespace)
+            self._caps, certain = await self._discover(namespace)
         except ApiException as error:
             log.warning(
                 "discovery of the PodGroup API failed (%s); keeping the last answer", error.reason
             )
-        self._at = self.clock()
+        self._at = self.clock() - (0.0 if certain else self.ttl - self.retry)
         if self._caps not in self._log:
             self._log.add(self._caps)
             log.info("gang scheduling: %s", describe(self._caps))
 
-    async def _discover(self, namespace: str) -> Capabilities:
+    async def _discover(self, namespace: str) -> tuple[Capabilities, bool]:
+        """The capabilities, and whether they are certain (the probe was answered)."""
         version = served_version(await self.kube.get_raw(f"/apis/{GROUP}"))
         if not version:
-            return NONE
+            return NONE, True
         group = await self.kube.get_raw(f"/apis/{version}")
         resources = {str(r.get("name")) for r in (group or {}).get("resources") or []}
         if "podgroups" not in resources:
-            return NONE
-        return Capabilities(version, await self._topology(version, namespace))
+            return NONE, True
+        topology = await self._topology(version, namespace)
+        if topology is None:  # refused: keep the last answer for this version
+            self._refused = namespace
+            known = self._caps.podgroup_version == version and self._caps.podgroup_topology
+            return Capabilities(version, known), False
+        return Capabilities(version, topology), True
 
-    async def _topology(self, version: str, namespace: str) -> bool:
+    async def _topology(self, version: str, namespace: str) -> bool | None:
+        """Whether the server keeps a PodGroup's topology constraint; None when it refused
+        the probe (e.g. its namespace is being deleted)."""
         try:
             stored = await self.kube.dry_run_create(probe(version, namespace))
-        except ApiException as error:  # e.g. the namespace is being deleted: keep the last answer
-            known = self._caps.podgroup_version == version and self._caps.podgroup_topology
-            log.info("PodGroup topology probe refused (%s); topology-aware placement: %s",
-                     error.reason, known)  # fmt: skip
-            return known
+        except ApiException as error:
+            log.info("PodGroup topology probe in %s refused (%s); asking again in %g s",
+                     namespace, error.reason, self.retry)  # fmt: skip
+            return None
         return bool((stored.get("spec") or {}).get("schedulingConstraints"))
 
 
