@@ -206,3 +206,36 @@ async def test_a_stream_that_never_pauses_is_held_once_for_arrival_hold() -> Non
     assert 0.6 <= started["new-0"] < 0.6 + 0.1  # held until the batch's hold ran out
     assert started["new-10"] < 0.1  # arrived after that: not held again
     await slow.close()
+
+
+async def test_close_cancels_running_reconciles_instead_of_failing_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reconcile running when the operator stops must not go on with the closed API client
+    (each such pass logged "Session is closed" with a traceback and queued a retry)."""
+    finished: list[str] = []
+    cancelled: list[str] = []
+
+    class Stuck(Slow):
+        async def reconcile(self, namespace: str, name: str) -> Plan | None:
+            self.started[(namespace, name)] = time.monotonic()
+            try:
+                await asyncio.sleep(60)  # an API call that has not answered yet
+            except asyncio.CancelledError:
+                cancelled.append(name)
+                raise
+            finished.append(name)
+            return None
+
+    stuck = Stuck(Settings(image="img"), OperatorMetrics(), workers=2, debounce=0)
+    stuck.started = {}
+    stuck._slots = asyncio.Semaphore(2)
+    stuck.poke("ml", "busy")
+    await asyncio.sleep(0.05)
+    assert ("ml", "busy") in stuck.started
+    started = time.monotonic()
+    await stuck.close()
+    assert time.monotonic() - started < 1
+    assert cancelled == ["busy"]
+    assert not finished
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,7 @@ class Runtime:
     _locks: dict[Ref, asyncio.Lock] = field(default_factory=dict)
     _pending: dict[Ref, tuple[asyncio.Task[None], bool]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _live: set[asyncio.Task[None]] = field(default_factory=set)  # reconciles, queued or running
     _slots: asyncio.Semaphore | None = None
     _sweep: asyncio.Semaphore | None = None
     _create: asyncio.Semaphore | None = None
@@ -127,9 +129,15 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self._resync_loop()))
 
     async def close(self) -> None:
-        """Cancel pending work, stop the watches and close the API client."""
-        for task in [*(t for t, _ in self._pending.values()), *self._tasks]:
+        """Cancel pending and running work, stop the watches and close the API client.
+
+        A reconcile still running would otherwise fail on the closed client ("Session is
+        closed"), log an error and schedule a retry in a process that is stopping."""
+        tasks = [*self._live, *self._tasks]
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
         if self.cache is not None:
             await self.cache.close()
         if self._api is not None:
@@ -167,7 +175,7 @@ class Runtime:
             task.cancel()  # an event arrived for an object the sweep is still queueing
         wait = self.debounce if delay is None else delay
         later = self._later(ref, wait, attempt=0, sweep=sweep)
-        self._pending[ref] = (asyncio.create_task(later), sweep)
+        self._pending[ref] = (self._spawn(later), sweep)
 
     async def _later(self, ref: Ref, wait: float, attempt: int, sweep: bool = False) -> None:
         await asyncio.sleep(wait)
@@ -199,7 +207,14 @@ class Runtime:
             else:
                 log.exception("reconcile of %s/%s failed (attempt %d)", *ref, attempt + 1)
             retry = self._later(ref, delay, attempt + 1, sweep)
-            self._pending[ref] = (asyncio.create_task(retry), False)  # events merge into it
+            self._pending[ref] = (self._spawn(retry), False)  # events merge into it
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` as a task that :meth:`close` cancels, queued or running."""
+        task = asyncio.create_task(work)
+        self._live.add(task)
+        task.add_done_callback(self._live.discard)
+        return task
 
     async def _after_arrivals(self) -> None:
         """Return once no new LLMService has arrived for ``arrival_quiet`` seconds, or
