@@ -189,9 +189,8 @@ async def test_a_probe_refused_in_a_terminating_namespace_is_asked_again_from_an
     """CI once rendered a group without topology-aware placement for 5 minutes: the operator's
     first probe ran in a namespace being deleted (the server refuses creates there), and the
     refusal was cached as "no topology support"."""
-    now = [0.0]
     async with cluster_kube() as kube:
-        discovery = Discovery(kube, clock=lambda: now[0])
+        discovery = Discovery(kube, clock=lambda: 0.0)  # time stands still: no ttl or retry ends
         with terminating_namespace() as doomed:
             refused = await discovery.capabilities(doomed)
             if not gang_served():  # LLMSVC_GANG=0: no PodGroup API, nothing is probed
