@@ -28,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +44,6 @@ from e2e.helpers import (  # noqa: E402
     apiserver_requests,
     apply,
     kubectl,
-    kubectl_json,
     reads_between,
 )
 from e2e.operator_process import Measured, OperatorProcess  # noqa: E402
@@ -115,18 +115,43 @@ def bench_nodes(whole: int, shared: int) -> list[dict[str, Any]]:
     return nodes
 
 
+COLLECTIONS = {  # what the bench waits on -> its REST collection in a namespace
+    "statefulsets": "/apis/apps/v1/namespaces/{ns}/statefulsets",
+    "llmservices": "/apis/llmsvc.io/v1alpha1/namespaces/{ns}/llmservices",
+    "leaderworkersets": "/apis/leaderworkerset.x-k8s.io/v1/namespaces/{ns}/leaderworkersets",
+}
+
+
 def wait_all(
     ns: str, kind: str, done: Any, n: int, timeout: float, *, start: float | None = None
 ) -> dict[str, float]:
-    """Poll ``kind`` in ``ns``; returns name -> seconds from ``start`` (the start of the apply;
-    default: now) until ``done(obj)`` first held."""
+    """Watch ``kind`` in ``ns``; returns name -> seconds from ``start`` (the start of the apply;
+    default: now) until ``done(obj)`` first held.
+
+    One watch (``kubectl get --raw ...?watch=1``: the objects that exist, then every change, one
+    JSON line each), not a LIST of all N objects every half second: polling 1,000 LLMServices
+    kept a core busy in kubectl and kube-apiserver, load that slowed the very thing measured."""
     start, seen = start or time.monotonic(), dict[str, float]()
-    while len(seen) < n and time.monotonic() - start < timeout:
-        for obj in kubectl_json("get", kind, "-n", ns, timeout=120)["items"]:
-            name = obj["metadata"]["name"]
-            if name not in seen and done(obj):
-                seen[name] = time.monotonic() - start
-        time.sleep(0.5)
+    url = COLLECTIONS[kind].format(ns=ns) + "?watch=1&allowWatchBookmarks=false"
+    while len(seen) < n and (left := start + timeout - time.monotonic()) > 0:
+        watch = subprocess.Popen(
+            ["kubectl", "get", "--raw", url], stdout=subprocess.PIPE, text=True
+        )  # a watch the server closes (its timeout) is opened again: it lists again
+        stop = threading.Timer(left, watch.kill)
+        stop.start()
+        try:
+            for line in watch.stdout or ():
+                obj = json.loads(line)["object"]
+                name = obj.get("metadata", {}).get("name")
+                if name and name not in seen and done(obj):
+                    seen[name] = time.monotonic() - start
+                    if len(seen) == n:
+                        break
+        finally:
+            stop.cancel()
+            watch.kill()
+            watch.wait()
+        time.sleep(0.5 if len(seen) < n else 0)  # a watch refused at once is not hammered
     if len(seen) < n:
         raise SystemExit(f"only {len(seen)} of {n} {kind} became ready within {timeout:.0f} s")
     return seen
