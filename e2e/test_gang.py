@@ -106,12 +106,17 @@ def test_podgroups_follow_the_groups(operator: OperatorProcess, namespace: str) 
         assert "podgroups" not in kubectl("api-resources", "-o", "name").stdout.split()
         return
     with pool(f"pg-{namespace}") as name:
-        add_nodes(*(node(f"{name}-{i}", name) for i in range(2)))
+        add_nodes(*(node(f"{name}-{i}", name) for i in range(5)))
         spec = placement(name)
-        one_node = {"tensor": 8, "gpusPerNode": 8}
-        apply(llmservice("pgs", replicas=2, parallelism=one_node, scheduling=spec), namespace)
+        apply(llmservice("pgs", replicas=2, parallelism=TWO_NODES, scheduling=spec), namespace)
+        one_node = {"tensor": 8, "gpusPerNode": 8}  # a group of one pod: a gang of one
+        apply(llmservice("single", parallelism=one_node, scheduling=spec), namespace)
         wait_ready("pgs", namespace)
+        wait_ready("single", namespace)
         assert sorted(p["metadata"]["name"] for p in podgroups(namespace)) == ["pgs-0", "pgs-1"]
+        assert gang_status(namespace, "single") == "not needed: each group is one pod (no PodGroup)"
+        (rank,) = pods(namespace, "llmsvc.io/name=single,llmsvc.io/group")
+        assert "schedulingGroup" not in rank["spec"]
         kubectl("patch", "llmservice/pgs", "-n", namespace, "--type=merge",
                 "-p", '{"spec":{"replicas":1}}')  # fmt: skip
         wait_for(lambda: [p["metadata"]["name"] for p in podgroups(namespace)] == ["pgs-0"],

@@ -425,6 +425,7 @@ def test_scheduling_copied_and_topology_keeps_a_group_together() -> None:
             },
         ),
         setter("spec.replicas", 2),
+        setter("spec.parallelism", {"tensor": 8, "gpusPerNode": 4}),  # two pods per group
     )
     for g, sts in enumerate(kinds(render(svc), "StatefulSet")):
         pod = sts["spec"]["template"]["spec"]

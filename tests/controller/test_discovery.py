@@ -29,11 +29,18 @@ def test_only_priority_classes_or_nothing_means_no_podgroups() -> None:
 
 
 def test_status_line_says_why_gang_scheduling_is_off() -> None:
-    assert "does not serve the PodGroup API" in gang_status("auto", NONE)
+    assert "does not serve the PodGroup API" in gang_status("auto", NONE, 2)
     caps = Capabilities("scheduling.k8s.io/v1beta1", podgroup_topology=True)
-    assert gang_status("auto", caps) == describe(caps)
+    assert gang_status("auto", caps, 2) == describe(caps)
     assert "v1beta1, with topology" in describe(caps)
-    assert gang_status("off", caps).startswith("off: spec.scheduling.gang is off")
+    assert gang_status("off", caps, 2).startswith("off: spec.scheduling.gang is off")
+
+
+def test_status_line_says_a_group_of_one_pod_needs_no_gang() -> None:
+    caps = Capabilities("scheduling.k8s.io/v1beta1")
+    assert gang_status("auto", caps, 1) == "not needed: each group is one pod (no PodGroup)"
+    assert "does not serve the PodGroup API" in gang_status("auto", NONE, 1)  # what is missing
+    assert gang_status("off", caps, 1).startswith("off: spec.scheduling.gang is off")
 
 
 def test_the_probe_asks_for_a_topology_constraint() -> None:

@@ -276,7 +276,8 @@ class SchedulingSpec(Model):
     gang: Literal["auto", "off"] = Field(
         default="auto",
         description="auto: where the cluster serves the PodGroup API (scheduling.k8s.io, "
-        "Kubernetes 1.36+), each group is one gang-scheduled PodGroup (all ranks bind or none); "
+        "Kubernetes 1.36+), each group of more than one pod is one gang-scheduled PodGroup (all "
+        "ranks bind or none); "
         "off: no PodGroup, for clusters gang-scheduling with Volcano, KAI or Kueue "
         "(docs/scheduling.md).",
     )

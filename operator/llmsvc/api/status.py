@@ -110,5 +110,6 @@ class LLMServiceStatus(StatusModel):
         default=None,
         max_length=1024,
         description="How groups are gang-scheduled: the PodGroup API version in use, or why "
-        "gang scheduling is off (API not served, or spec.scheduling.gang: off).",
+        "gang scheduling is off (API not served, or spec.scheduling.gang: off) or not needed "
+        "(each group is one pod).",
     )

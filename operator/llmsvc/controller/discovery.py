@@ -132,8 +132,11 @@ def describe(caps: Capabilities) -> str:
     return f"PodGroup {caps.podgroup_version}, {topology} topology-aware placement"
 
 
-def gang_status(gang: str, caps: Capabilities) -> str:
-    """status.gangScheduling of an LLMService whose ``spec.scheduling.gang`` is ``gang``."""
+def gang_status(gang: str, caps: Capabilities, nodes: int) -> str:
+    """status.gangScheduling of an LLMService whose ``spec.scheduling.gang`` is ``gang`` and
+    whose groups have ``nodes`` pods each."""
     if gang == "off":
         return "off: spec.scheduling.gang is off (another gang scheduler places the groups)"
+    if nodes == 1 and caps.podgroups:
+        return "not needed: each group is one pod (no PodGroup)"
     return describe(caps)

@@ -174,7 +174,7 @@ async def reconcile(
         now=now,
         policy=RestartPolicy(backoff_base=settings.backoff_base),
         cordoned=await reads.cordoned(),
-        gang=gang_status(svc.spec.scheduling.gang, caps),
+        gang=gang_status(svc.spec.scheduling.gang, caps, svc.spec.parallelism.nodes),
     )
     todo = await execute(kube, svc, todo, now)
     for event in merged(todo.events):  # one Created Event per pass, not one per child

@@ -168,10 +168,12 @@ def engine_security(svc: LLMService) -> Manifest:
 
 def _affinity(svc: LLMService, g: int, caps: Capabilities) -> Manifest:
     """The user's affinity plus, with topologyKey, a required pod affinity to the own group
-    (unless the group's PodGroup carries the topology constraint for the scheduler itself)."""
+    (unless the group's PodGroup carries the topology constraint for the scheduler itself, or
+    the group is one pod: always in one domain)."""
     sched = svc.spec.scheduling
     affinity = copy.deepcopy(sched.affinity)
-    if sched.topology_key and not podgroup.native_topology(svc, caps):
+    keep = sched.topology_key and podgroup.spans_nodes(svc)
+    if keep and not podgroup.native_topology(svc, caps):
         pod_affinity = affinity.setdefault("podAffinity", {})
         terms = pod_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", [])
         terms.append(
