@@ -184,7 +184,7 @@ def test_a_child_the_api_server_rejects_is_degraded_with_its_message(
         timeout=30,
         what="an ApplyRejected Event",
     )
-    kubectl("get", "service", "refused-headless", "-n", namespace)  # the rest was applied
+    kubectl("get", "service", "refused", "-n", namespace)  # the rest was applied
     operator.settle(3 * RESYNC_SECONDS)
     rejected = [e for e in events_of(namespace, "refused") if e["reason"] == "ApplyRejected"]
     assert sum(e.get("count", 1) for e in rejected) == 1, "the same rejection reported again"

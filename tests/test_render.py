@@ -89,8 +89,6 @@ def test_labels_and_selectors_line_up() -> None:
         assert labels.items() >= sts["spec"]["selector"]["matchLabels"].items()
         assert labels[names.LABEL_COMPONENT] == "engine"
     services = {s["metadata"]["name"]: s["spec"] for s in kinds(children, "Service")}
-    assert services["llama-70b-dp-headless"]["publishNotReadyAddresses"] is True
-    assert services["llama-70b-dp-headless"]["clusterIP"] == "None"
     assert services["llama-70b-dp-leaders"]["selector"] == names.leader_selector(svc.name)
     router_pods = kinds(children, "Deployment")[0]["spec"]["template"]["metadata"]["labels"]
     assert router_pods.items() >= services["llama-70b-dp"]["selector"].items()
@@ -107,12 +105,28 @@ def test_router_disabled_points_the_client_service_at_leaders() -> None:
     assert client["spec"]["selector"] == names.leader_selector("invalid-case")
     # the leaders' Service is the router's discovery source: without a router nothing reads it
     services = {c["metadata"]["name"] for c in kinds(children, "Service")}
-    assert services == {"invalid-case", "invalid-case-headless"}
+    assert services == {"invalid-case"}
     with_router = kinds(render(svc_with()), "Service")
     assert "invalid-case-leaders" in {c["metadata"]["name"] for c in with_router}
     assert client["spec"]["ports"] == [
         {"name": "http", "port": 8000, "targetPort": 8000, "protocol": "TCP"}
     ]
+
+
+def test_ranks_get_a_headless_service_only_where_a_group_spans_pods() -> None:
+    # Rank DNS names exist for the rendezvous (MASTER_ADDR): a group of one pod has none to
+    # reach, and each Service costs an Endpoints, an EndpointSlice and the controller-manager's
+    # pass over every Service of the namespace on each pod event.
+    assert not [s for s in kinds(render(svc_with()), "Service") if "headless" in str(s)]
+    svc = load("03-two-nodes.yaml")
+    children = by_key(render(svc))
+    headless = children[("Service", f"{svc.name}-headless")]["spec"]
+    assert headless["publishNotReadyAddresses"] is True  # ranks resolve while they load
+    assert headless["clusterIP"] == "None"
+    assert headless["selector"] == names.engine_selector(svc.name)
+    for sts in kinds(list(children.values()), "StatefulSet"):
+        assert sts["spec"]["serviceName"] == f"{svc.name}-headless"
+        assert f".{svc.name}-headless." in env_of(sts)["MASTER_ADDR"]
 
 
 def test_names_fit_dns_labels_at_max_name_and_replicas() -> None:

@@ -68,7 +68,7 @@ def test_extra_metadata_on_pods_and_services_under_the_owned_labels() -> None:
         assert template["metadata"]["labels"]["llmsvc.io/name"] == "invalid-case"
         assert template["metadata"]["annotations"] == {"x/y": "1"}
     services = kinds(children, "Service")
-    assert len(services) == 3
+    assert len(services) == 2  # the client's and the leaders' (one pod per group: no headless)
     assert all(s["metadata"]["annotations"] == {"mesh/inject": "true"} for s in services)
 
 

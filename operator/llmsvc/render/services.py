@@ -1,8 +1,13 @@
 """The Services of an LLMService: per-rank DNS, leader discovery, and the client endpoint.
 
-The leaders' Service exists for the router, its only reader (it discovers its backends from that
-Service's EndpointSlices). Without a router the client Service selects the leaders itself, so a
-third Service would only cost the API server one more object and EndpointSlice per LLMService.
+Each Service exists only where something reads it: every Service with a selector costs the API
+server an object, an Endpoints and an EndpointSlice kept up to date on every pod change, and the
+controller-manager a pass over all Services of the namespace on each pod event.
+
+- The headless Service gives each rank a DNS name for the rendezvous (``MASTER_ADDR``), so it
+  exists only where a group spans more than one pod; a group of one pod has no rank to reach.
+- The leaders' Service exists for the router, its only reader (it discovers its backends from
+  that Service's EndpointSlices). Without a router the client Service selects the leaders itself.
 """
 
 from __future__ import annotations
@@ -80,7 +85,8 @@ def client(svc: LLMService) -> Manifest:
 
 
 def services(svc: LLMService) -> list[Manifest]:
-    """The ranks' headless Service and the client Service; the leaders' one with the router."""
-    if svc.spec.router.enabled:
-        return [headless(svc), leaders(svc), client(svc)]
-    return [headless(svc), client(svc)]
+    """The client Service; the ranks' headless one where a group spans pods; the leaders' one
+    with the router."""
+    ranks = [headless(svc)] if svc.spec.parallelism.nodes > 1 else []
+    front = [leaders(svc), client(svc)] if svc.spec.router.enabled else [client(svc)]
+    return ranks + front
