@@ -68,7 +68,7 @@ def test_a_group_of_one_pod_gets_no_podgroup_and_no_topology_affinity() -> None:
 
 
 def test_gang_off_opts_out_even_where_the_api_is_served() -> None:
-    svc = svc_with(setter("spec.scheduling", {"gang": "off"}))
+    svc = svc_with(TWO_NODES, setter("spec.scheduling", {"gang": "off"}))
     children = render(svc, caps=TOPOLOGY)
     assert kinds(children, "PodGroup") == []
     assert render(svc, caps=TOPOLOGY) == render(svc, caps=NONE)
