@@ -228,6 +228,12 @@ class ParallelismSpec(Model):
         """Pods (nodes) per model replica."""
         return self.tensor * self.pipeline // self.gpus_per_node
 
+    @property
+    def spans_nodes(self) -> bool:
+        """Whether a replica has more than one pod: only then do its ranks rendezvous over the
+        network, and only then can they be scheduled apart (gangs, topology domains)."""
+        return self.nodes > 1
+
 
 class StartupSpec(Model):
     """How long a model may take to load."""

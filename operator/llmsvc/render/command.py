@@ -41,7 +41,7 @@ def vllm_serve(svc: LLMService, model_path: str, *, headless: bool) -> list[str]
     ]
     if par.backend == "ray":
         words.append("--distributed-executor-backend ray")
-    elif par.nodes > 1:
+    elif par.spans_nodes:
         words += [
             f"--nnodes {par.nodes}",
             '--node-rank "$NODE_RANK"',
@@ -65,7 +65,7 @@ def _branch(leader: Sequence[str], worker: Sequence[str]) -> str:
 
 def native_script(svc: LLMService, model_path: str) -> str:
     """vLLM's own multi-node launch: every rank runs ``vllm serve``, ranks != 0 ``--headless``."""
-    if svc.spec.parallelism.nodes == 1:
+    if not svc.spec.parallelism.spans_nodes:
         return f"set -eu\n{_exec(vllm_serve(svc, model_path, headless=False))}\n"
     leader = _exec(vllm_serve(svc, model_path, headless=False), INDENT)
     worker = _exec(vllm_serve(svc, model_path, headless=True), INDENT)

@@ -172,7 +172,7 @@ def _affinity(svc: LLMService, g: int, caps: Capabilities) -> Manifest:
     the group is one pod: always in one domain)."""
     sched = svc.spec.scheduling
     affinity = copy.deepcopy(sched.affinity)
-    keep = sched.topology_key and podgroup.spans_nodes(svc)
+    keep = sched.topology_key and svc.spec.parallelism.spans_nodes
     if keep and not podgroup.native_topology(svc, caps):
         pod_affinity = affinity.setdefault("podAffinity", {})
         terms = pod_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", [])

@@ -45,17 +45,13 @@ class Capabilities:
 NONE = Capabilities()
 
 
-def spans_nodes(svc: LLMService) -> bool:
-    """Whether a group of ``svc`` has more than one pod: only then can its ranks be scheduled
-    apart, so only then do gangs and topology domains mean anything."""
-    return svc.spec.parallelism.nodes > 1
-
-
 def gang_enabled(svc: LLMService, caps: Capabilities) -> bool:
     """Whether the groups of ``svc`` get PodGroups: the API is served, not opted out, and a
     group has more than one pod (a gang of one binds alone anyway; its PodGroup would only cost
     the API server and the scheduler work per group)."""
-    return caps.podgroups and svc.spec.scheduling.gang == "auto" and spans_nodes(svc)
+    return (
+        caps.podgroups and svc.spec.scheduling.gang == "auto" and svc.spec.parallelism.spans_nodes
+    )
 
 
 def native_topology(svc: LLMService, caps: Capabilities) -> bool:

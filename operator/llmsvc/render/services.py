@@ -87,6 +87,6 @@ def client(svc: LLMService) -> Manifest:
 def services(svc: LLMService) -> list[Manifest]:
     """The client Service; the ranks' headless one where a group spans pods; the leaders' one
     with the router."""
-    ranks = [headless(svc)] if svc.spec.parallelism.nodes > 1 else []
+    ranks = [headless(svc)] if svc.spec.parallelism.spans_nodes else []
     front = [leaders(svc), client(svc)] if svc.spec.router.enabled else [client(svc)]
     return ranks + front
