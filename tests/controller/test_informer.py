@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from kubernetes_asyncio import client
 
-from llmsvc.controller.cache import pod_essentials
-from llmsvc.controller.informer import Informer, newer
+from llmsvc.controller.cache import pod_essentials, reads_of
+from llmsvc.controller.informer import Informer, newer, version_of
 from llmsvc.plan.pods import pod_facts
 from tests.plan.fixtures import OWNERS
 from tests.plan.fixtures import pod as pod_fixture
@@ -152,6 +152,41 @@ async def test_a_relabelled_object_is_reported_to_its_former_owner_too() -> None
         task.cancel()
     assert seen == [("ADDED", "svc"), ("MODIFIED", "svc"), ("MODIFIED", "other")]
     assert informer.owned("ml", "svc") == []
+
+
+def child(kind: str, version: int, status: Obj, **labels: str) -> Obj:
+    obj = pod("a", version, **{"labels": {"llmsvc.io/name": "svc", **labels}})
+    return obj | {"kind": kind, "apiVersion": "apps/v1", "status": status}
+
+
+PDB, STS = "PodDisruptionBudget", "StatefulSet"
+
+
+@pytest.mark.parametrize(
+    ("kind", "changed", "reported"),
+    [
+        (PDB, child(PDB, 11, {"currentHealthy": 1}), False),
+        (PDB, child(PDB, 12, {"currentHealthy": 1}, extra="label"), True),
+        (STS, child(STS, 11, {"readyReplicas": 1, "updateRevision": "r1"}), False),
+        (STS, child(STS, 12, {"readyReplicas": 1, "updateRevision": "r2"}), True),
+    ],
+)
+async def test_a_change_to_nothing_the_reconcile_reads_is_stored_not_reported(
+    kind: str, changed: Obj, reported: bool
+) -> None:
+    """The disruption controller rewrites a budget's counts after every pod event, the
+    StatefulSet controller its replica counts: no reconcile reads them."""
+    first = child(kind, 10, {"updateRevision": "r1"} if kind == STS else {})
+    server = Server([listing(10, first)], [[{"type": "MODIFIED", "object": changed}]])
+    seen: list[str] = []
+    async with serve(server) as api:
+        informer = Informer(api, "/x", kind, "apps/v1", relevant=reads_of(kind),
+                            on_event=lambda type_, obj: seen.append(type_))  # fmt: skip
+        await run_until(
+            informer, lambda: version_of(informer.store.get(("ml", "a"), first)) != "10"
+        )
+    assert informer.store[("ml", "a")]["status"] == changed["status"]  # stored either way
+    assert seen == ["ADDED", *(["MODIFIED"] if reported else [])]
 
 
 @pytest.mark.parametrize(

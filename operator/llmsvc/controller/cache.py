@@ -32,6 +32,13 @@ CORDONED = "spec.unschedulable=true"
 POD_SELECTOR = f"{names.LABEL_NAME},{names.LABEL_GROUP}"
 NODE = ("Node", "v1", "/api/v1/nodes")
 POD_STATUS = ("phase", "conditions", "containerStatuses", "initContainerStatuses", "podIP")
+# The only status fields of the children that a reconcile reads (the planner's rollout and the
+# router's availability); a change to any other (a budget's counts, a Service's load balancer)
+# pokes no reconcile.
+STATUS_READ: dict[str, tuple[str, ...]] = {
+    "StatefulSet": ("updateRevision",),
+    "Deployment": ("availableReplicas",),
+}
 
 
 def collection(kind: str, namespace: str, api_version: str = "") -> str:
@@ -57,6 +64,21 @@ def pod_essentials(pod: Obj) -> Obj:
         "metadata": pod.get("metadata") or {}, "spec": {"nodeName": node} if node else {},
         "status": {k: status[k] for k in POD_STATUS if k in status},
     }  # fmt: skip
+
+
+def reads_of(kind: str) -> Callable[[Obj], Obj]:
+    """What a reconcile reads of an object of ``kind``: all but its resourceVersion and, of a
+    child's status, only the fields of :data:`STATUS_READ` (a pod's, already trimmed, whole)."""
+    fields = STATUS_READ.get(kind, ())
+
+    def project(obj: Obj) -> Obj:
+        meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
+        status = obj.get("status") or {}
+        if kind != "Pod":
+            status = {name: status.get(name) for name in fields}
+        return obj | {"metadata": meta, "status": status}
+
+    return project
 
 
 def owner(obj: Obj) -> str:
@@ -98,9 +120,11 @@ class Cache:
     ) -> Informer:  # fmt: skip
         version = api_version or version_of_kind(kind)
         keep = pod_essentials if kind == "Pod" else None
+        relevant = None if kind == "LLMService" else reads_of(kind)
         informer = Informer(
             self.api, collection(kind, namespace, api_version), kind, version,
             label_selector=selector, on_event=on_event or self._on_child, keep=keep,
+            relevant=relevant,
         )  # fmt: skip
         self._run((kind, namespace), informer)
         return informer

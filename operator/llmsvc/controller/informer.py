@@ -5,7 +5,10 @@ or field selector), then watches it from the list's resourceVersion, and keeps e
 memory. The watch is renewed from the last resourceVersion it saw (bookmarks keep that recent),
 so a healthy informer makes no LIST or GET request after its first list: it relists only when
 the server says its resourceVersion is too old (410 Gone) or the connection fails. A relist
-replaces the store, and objects that vanished meanwhile are reported as deleted.
+replaces the store, and objects that vanished meanwhile are reported as deleted. A change that
+leaves what its handler reads as it was (``relevant``: a budget's status, which the disruption
+controller rewrites after every pod event, when the planner reads no budget status) is stored
+and not reported.
 
 The operator's own writes reach the store at once (:meth:`Informer.remember`): a reconcile that
 runs before the watch event of its previous write arrives sees what it wrote, and a late event
@@ -84,6 +87,7 @@ class Informer:
     refusal_expected: bool = False  # a 403 is normal here (nodes under namespaced RBAC): no error
     index: dict[Key, dict[str, Obj]] = field(default_factory=dict)  # by owner_of
     keep: Callable[[Obj], Obj] | None = None  # the part of each object worth holding
+    relevant: Callable[[Obj], Any] | None = None  # what of it the handler reads; None: all of it
     _version: str = ""
     _gone: dict[Key, str] = field(default_factory=dict)  # deleted by us, at this version
 
@@ -185,10 +189,17 @@ class Informer:
         obj.setdefault("kind", self.kind)
         obj.setdefault("apiVersion", self.api_version)
         held = self.store.get(key_of(obj))
-        if self._apply(type_, obj):
-            if held is not None and owner_of(held) != owner_of(obj):
-                self.on_event(type_, held)  # relabelled: its former owner lost it
-            self.on_event(type_, obj)
+        if not self._apply(type_, obj):
+            return
+        if held is not None and owner_of(held) != owner_of(obj):
+            self.on_event(type_, held)  # relabelled: its former owner lost it
+        elif type_ == "MODIFIED" and held is not None and self._same(held, key_of(obj)):
+            return  # nothing the handler reads changed
+        self.on_event(type_, obj)
+
+    def _same(self, held: Obj, k: Key) -> bool:
+        """Whether the stored object at ``k`` is ``held`` as far as the handler can tell."""
+        return self.relevant is not None and self.relevant(held) == self.relevant(self.store[k])
 
     def _apply(self, type_: str, obj: Obj) -> bool:
         """Store one event; False when it is older than what the store holds."""

@@ -7,7 +7,6 @@ to delete, which groups to restart and what the status becomes. The controller e
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -182,11 +181,12 @@ def _desired(
     }
     result = []
     for original in [*rendered, *([surge] if surge else [])]:
-        obj = copy.deepcopy(original)
-        obj["metadata"]["ownerReferences"] = [owner_reference(svc)]
-        if obj["kind"] == "StatefulSet" and obj["metadata"]["name"] in down:
-            obj["spec"]["replicas"] = 0
-        if obj["kind"] == "PodDisruptionBudget" and obj["metadata"]["name"] in moving:
+        # Copies of the changed levels only: the rendered children are left as they were.
+        meta = original["metadata"] | {"ownerReferences": [owner_reference(svc)]}
+        obj = original | {"metadata": meta}
+        if obj["kind"] == "StatefulSet" and meta["name"] in down:
+            obj["spec"] = obj["spec"] | {"replicas": 0}
+        if obj["kind"] == "PodDisruptionBudget" and meta["name"] in moving:
             obj = drain.relax(obj)
         result.append(obj)
     return result

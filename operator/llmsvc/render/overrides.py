@@ -8,7 +8,6 @@ change anything except the fields the operator owns; changing one is an
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -117,11 +116,13 @@ def apply_overlay(template: Manifest, overlay: Manifest, field: str) -> Manifest
     return merged
 
 
-def _customize_pods(svc: LLMService, manifest: Manifest, secrets: list[Manifest]) -> None:
+def _customize_pods(svc: LLMService, manifest: Manifest, secrets: list[Manifest]) -> Manifest:
+    """The pod template of ``manifest`` with the user's additions (copies of what changes)."""
     template = manifest["spec"]["template"]
+    template = template | {"metadata": dict(template["metadata"]), "spec": dict(template["spec"])}
     engine = manifest["kind"] == "StatefulSet"
     if secrets:
-        template["spec"]["imagePullSecrets"] = copy.deepcopy(secrets)
+        template["spec"]["imagePullSecrets"] = secrets
     if engine and svc.spec.engine.service_account_name:
         template["spec"]["serviceAccountName"] = svc.spec.engine.service_account_name
     _add_metadata(template["metadata"], svc.spec.pod_metadata)
@@ -129,15 +130,18 @@ def _customize_pods(svc: LLMService, manifest: Manifest, secrets: list[Manifest]
         overlay, field = svc.spec.engine.pod_template, "spec.engine.podTemplate"
     else:
         overlay, field = svc.spec.router.pod_template, "spec.router.podTemplate"
-    manifest["spec"]["template"] = apply_overlay(template, overlay, field)
+    return apply_overlay(template, overlay, field)
 
 
 def customize(svc: LLMService, manifest: Manifest, default_pull_secrets: Sequence[str]) -> Manifest:
-    """``manifest`` with the user's additions (a changed copy; the input is left as it was)."""
-    manifest = copy.deepcopy(manifest)
+    """``manifest`` with the user's additions. The input is left as it was: the levels that
+    change are copies, the rest is shared with it (nothing downstream changes a manifest)."""
     kind = manifest["kind"]
     if kind == "Service":
-        _add_metadata(manifest["metadata"], svc.spec.service_metadata)
-    elif kind in ("StatefulSet", "Deployment"):
-        _customize_pods(svc, manifest, pull_secrets(svc, default_pull_secrets))
+        meta = dict(manifest["metadata"])
+        _add_metadata(meta, svc.spec.service_metadata)
+        return manifest | {"metadata": meta}
+    if kind in ("StatefulSet", "Deployment"):
+        template = _customize_pods(svc, manifest, pull_secrets(svc, default_pull_secrets))
+        return manifest | {"spec": manifest["spec"] | {"template": template}}
     return manifest
