@@ -120,8 +120,11 @@ def test_the_operator_scrapes_http_only_even_with_narrow_clients(router: bool) -
     assert not reachable(policies, impostor, leader, HTTP)
 
 
+TWO_PODS = merge("spec.parallelism", {"tensor": 1, "pipeline": 2})
+
+
 def test_the_surge_group_is_covered_before_it_exists() -> None:
-    svc = svc_with(setter("spec.replicas", 2))
+    svc = svc_with(setter("spec.replicas", 2), TWO_PODS)
     children = render(svc)
     assert {("NetworkPolicy", f"{svc.name}-{g}") for g in range(3)} <= set(by_key(children))
     surge = _rank(svc.name, 2, 0)
@@ -129,8 +132,29 @@ def test_the_surge_group_is_covered_before_it_exists() -> None:
     assert not reachable(policies, _rank(svc.name, 0, 0), surge, RENDEZVOUS)
 
 
+@pytest.mark.parametrize("router", [True, False])
+def test_groups_of_one_pod_share_one_policy_for_any_replica_count(router: bool) -> None:
+    """No rank of a one-pod group talks to another: the leaders' policy covers them all (the
+    surge group's too), instead of one policy per group."""
+    svc = svc_with(setter("spec.replicas", 3), setter("spec.router.enabled", router))
+    policies = kinds(render(svc), "NetworkPolicy")
+    names_ = {p["metadata"]["name"] for p in policies}
+    assert names_ == {f"{svc.name}-leaders", *([f"{svc.name}-router"] if router else [])}
+    front = _router(svc.name) if router else ELSEWHERE
+    for g in range(4):  # the surge group is 3
+        rank = _rank(svc.name, g, 0)
+        assert reachable(policies, front, rank, HTTP)
+        assert reachable(policies, OPERATOR, rank, HTTP)
+        assert not reachable(policies, front, rank, RENDEZVOUS)
+        other = _rank(svc.name, (g + 1) % 4, 0)  # another group: a client like any other
+        assert reachable(policies, other, rank, HTTP) == (not router)
+    if router:  # clients go through the router, never straight to a rank
+        assert not reachable(policies, ELSEWHERE, _rank(svc.name, 0, 0), HTTP)
+        assert reachable(policies, ELSEWHERE, _router(svc.name), HTTP)
+
+
 def test_without_a_router_clients_reach_the_leaders_http_only() -> None:
-    svc = svc_with(setter("spec.router.enabled", False))
+    svc = svc_with(setter("spec.router.enabled", False), TWO_PODS)
     policies = kinds(render(svc), "NetworkPolicy")
     assert {p["metadata"]["name"] for p in policies} == {
         f"{svc.name}-0",
@@ -140,6 +164,7 @@ def test_without_a_router_clients_reach_the_leaders_http_only() -> None:
     leader = _rank(svc.name, 0, 0)
     assert reachable(policies, ELSEWHERE, leader, HTTP)
     assert not reachable(policies, ELSEWHERE, leader, RENDEZVOUS)
+    assert reachable(policies, _rank(svc.name, 0, 1), leader, RENDEZVOUS)
 
 
 def test_clients_from_narrows_who_reaches_the_router() -> None:

@@ -4,12 +4,13 @@
 policy                   selects                       admits
 =======================  ============================  ========================================
 ``NAME-<g>``             the ranks of group ``g``      every port from the ranks of group ``g``
-                                                       (rendezvous, NCCL/Gloo, Ray); the HTTP
+                         (groups of several pods)      (rendezvous, NCCL/Gloo, Ray); the HTTP
                                                        port from the router pods and the operator
 ``NAME-router``          the router pods               the HTTP port from ``clientsFrom`` and
                                                        the operator
-``NAME-leaders``         rank 0 of every group,        as the router (the client Service points
-                         only without a router         at them)
+``NAME-leaders``         rank 0 of every group: only   the HTTP port from the router (without
+                         without a router, or when     one: from ``clientsFrom``, as the client
+                         each group is one pod         Service points at them) and the operator
 =======================  ============================  ========================================
 
 ``clientsFrom`` empty means every pod of every namespace (``namespaceSelector: {}``): anywhere in
@@ -18,9 +19,12 @@ the cluster, nothing outside it. The operator (any namespace, by its pod labels)
 weights). NetworkPolicies add up, so more sources (e.g. Prometheus scraping the ranks'
 ``/metrics``) are granted by a policy of one's own next to these.
 
-One policy per group, because a rule cannot say "the same group as the receiving pod". Policies
-exist for the groups ``0..replicas``: group ``replicas`` is the surge group a rollout may create,
-which must not start without its policy (while it does not exist the policy selects nothing).
+One policy per group of several pods, because a rule cannot say "the same group as the receiving
+pod". Those policies exist for the groups ``0..replicas``: group ``replicas`` is the surge group a
+rollout may create, which must not start without its policy (while it does not exist the policy
+selects nothing). Where each group is one pod, no rank talks to another and every rank is its
+group's leader: ``NAME-leaders`` alone covers every group, the surge group included, whatever the
+replica count.
 """
 
 from __future__ import annotations
@@ -83,11 +87,19 @@ def group_policy(svc: LLMService, g: int) -> Manifest:
     return _policy(svc, names.statefulset(svc.name, g), names.group_selector(svc.name, g), rules)
 
 
-def front_policy(svc: LLMService) -> Manifest:
-    """``NAME-router`` (or ``NAME-leaders`` without a router): clients reach the HTTP port."""
+def router_policy(svc: LLMService) -> Manifest:
+    """``NAME-router``: clients reach the router's HTTP port."""
     rules = [{"from": [*clients(svc), copy.deepcopy(OPERATOR)], "ports": _http_port()}]
+    return _policy(svc, names.router(svc.name), names.router_selector(svc.name), rules)
+
+
+def leaders_policy(svc: LLMService) -> Manifest:
+    """``NAME-leaders``: the router, or without one the clients, reach the leaders' HTTP port."""
     if svc.spec.router.enabled:
-        return _policy(svc, names.router(svc.name), names.router_selector(svc.name), rules)
+        sources = [{"podSelector": {"matchLabels": names.router_selector(svc.name)}}]
+    else:
+        sources = clients(svc)
+    rules = [{"from": [*sources, copy.deepcopy(OPERATOR)], "ports": _http_port()}]
     return _policy(svc, names.leaders(svc.name), names.leader_selector(svc.name), rules)
 
 
@@ -95,5 +107,9 @@ def network_policies(svc: LLMService) -> list[Manifest]:
     """Every NetworkPolicy of ``svc``, or none when ``networkPolicy.enabled`` is false."""
     if not svc.spec.network_policy.enabled:
         return []
+    router = svc.spec.router.enabled
+    front = [router_policy(svc)] if router else []
+    if not svc.spec.parallelism.spans_nodes:  # one pod per group: every rank is a leader
+        return [*front, leaders_policy(svc)]
     groups = [group_policy(svc, g) for g in range(svc.spec.replicas + 1)]
-    return [*groups, front_policy(svc)]
+    return [*groups, *front] if router else [*groups, leaders_policy(svc)]
