@@ -155,7 +155,8 @@ async def test_a_relabelled_object_is_reported_to_its_former_owner_too() -> None
 
 
 def child(kind: str, version: int, status: Obj, **labels: str) -> Obj:
-    obj = pod("a", version, **{"labels": {"llmsvc.io/name": "svc", **labels}})
+    obj = pod("a", version)
+    obj["metadata"]["labels"] |= labels
     return obj | {"kind": kind, "apiVersion": "apps/v1", "status": status}
 
 
