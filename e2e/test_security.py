@@ -1,6 +1,7 @@
 """Security defaults checked by the real API server: the rendered router and puller pass the
 restricted Pod Security Standard (PodSecurity admission, server-side dry run), the engine does
-with engine.runAsUser and is refused without it, and the NetworkPolicies validate."""
+with engine.runAsUser and is refused without it, the NetworkPolicies validate, and the server
+refuses the clientsFrom peers that rendering refuses."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from tests.invalid_cases import merge, setter
+from tests.peer_cases import INVALID, VALID
 from tests.render_helpers import kinds, svc_with
 
 from e2e.helpers import kubectl, to_yaml
@@ -73,3 +75,24 @@ def test_network_policies_are_valid_objects(namespace: str) -> None:
             policy["metadata"]["namespace"] = namespace
             proc = _dry_run(policy)
             assert proc.returncode == 0, proc.stderr
+
+
+def _policy_with(peer: Any, namespace: str) -> Manifest:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "peer-case", "namespace": namespace},
+        "spec": {"podSelector": {}, "ingress": [{"from": [peer]}]},
+    }
+
+
+def test_the_api_server_agrees_with_the_peer_checks(namespace: str) -> None:
+    """tests/peer_cases.py: what rendering refuses, kube-apiserver refuses too (so a refused
+    NetworkPolicy never leaves pods open), and what it renders, kube-apiserver stores."""
+    for peer in VALID:
+        proc = _dry_run(_policy_with(peer, namespace))
+        assert proc.returncode == 0, (peer, proc.stderr)
+    for peer, _ in INVALID:
+        proc = _dry_run(_policy_with(peer, namespace))
+        assert proc.returncode != 0, f"kube-apiserver stored {peer}"
+        assert "NetworkPolicy" in proc.stderr or "unknown field" in proc.stderr, proc.stderr

@@ -490,6 +490,8 @@ STDLIB_ALLOWED = {
     "collections",
     "dataclasses",
     "hashlib",
+    "ipaddress",
+    "re",
 }
 
 

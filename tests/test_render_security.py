@@ -153,6 +153,17 @@ def test_groups_of_one_pod_share_one_policy_for_any_replica_count(router: bool) 
         assert reachable(policies, ELSEWHERE, _router(svc.name), HTTP)
 
 
+def test_ranks_left_by_a_shrinking_group_stay_closed() -> None:
+    """parallelism goes from two pods per group to one: the groups' own policies are pruned at
+    once, while rank 1 of each old group still runs until its StatefulSet scales down."""
+    svc = svc_with(setter("spec.replicas", 2))
+    policies = kinds(render(svc), "NetworkPolicy")
+    leftover = _rank(svc.name, 0, 1)
+    assert reachable(policies, _router(svc.name), leftover, HTTP)
+    for stranger in (ELSEWHERE, NEIGHBOUR, _rank(svc.name, 1, 0)):
+        assert not reachable(policies, stranger, leftover, RENDEZVOUS)
+
+
 def test_without_a_router_clients_reach_the_leaders_http_only() -> None:
     svc = svc_with(setter("spec.router.enabled", False), TWO_PODS)
     policies = kinds(render(svc), "NetworkPolicy")

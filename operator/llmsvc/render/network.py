@@ -9,8 +9,9 @@ policy                   selects                       admits
 ``NAME-router``          the router pods               the HTTP port from ``clientsFrom`` and
                                                        the operator
 ``NAME-leaders``         rank 0 of every group: only   the HTTP port from the router (without
-                         without a router, or when     one: from ``clientsFrom``, as the client
-                         each group is one pod         Service points at them) and the operator
+                         without a router; or, when    one: from ``clientsFrom``, as the client
+                         each group is one pod, every  Service points at them) and the operator
+                         rank
 =======================  ============================  ========================================
 
 ``clientsFrom`` empty means every pod of every namespace (``namespaceSelector: {}``): anywhere in
@@ -24,7 +25,8 @@ pod". Those policies exist for the groups ``0..replicas``: group ``replicas`` is
 rollout may create, which must not start without its policy (while it does not exist the policy
 selects nothing). Where each group is one pod, no rank talks to another and every rank is its
 group's leader: ``NAME-leaders`` alone covers every group, the surge group included, whatever the
-replica count.
+replica count. A ``clientsFrom`` peer the API server would refuse makes the LLMService Invalid
+(:mod:`llmsvc.render.peers`) instead of a rejected policy that leaves the pods open.
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from llmsvc.api import LLMService
+from llmsvc.api import InvalidSpecError, LLMService
 from llmsvc.render import names
+from llmsvc.render.peers import peer_problems
 
 Manifest = dict[str, Any]
 
 API_VERSION = "networking.k8s.io/v1"
 ANYWHERE_IN_CLUSTER: list[Manifest] = [{"namespaceSelector": {}}]
+CLIENTS_FIELD = "spec.networkPolicy.clientsFrom"
 # The operator's pods (labels the Helm chart sets whatever the release name): the operator scrapes
 # the leaders' and routers' /metrics on the HTTP port for the queue-length autoscaling metric.
 OPERATOR_POD_LABELS = {
@@ -72,8 +76,13 @@ def _policy(
 
 
 def clients(svc: LLMService) -> list[Manifest]:
-    """The peers allowed to reach the OpenAI port: ``clientsFrom``, else the whole cluster."""
-    return copy.deepcopy(svc.spec.network_policy.clients_from or ANYWHERE_IN_CLUSTER)
+    """The peers allowed to reach the OpenAI port: ``clientsFrom``, else the whole cluster.
+
+    Raises :class:`~llmsvc.api.InvalidSpecError` for a peer the API server would refuse."""
+    peers = svc.spec.network_policy.clients_from
+    if problems := peer_problems(peers, CLIENTS_FIELD):
+        raise InvalidSpecError(problems)
+    return copy.deepcopy(peers or ANYWHERE_IN_CLUSTER)
 
 
 def group_policy(svc: LLMService, g: int) -> Manifest:
@@ -94,13 +103,18 @@ def router_policy(svc: LLMService) -> Manifest:
 
 
 def leaders_policy(svc: LLMService) -> Manifest:
-    """``NAME-leaders``: the router, or without one the clients, reach the leaders' HTTP port."""
+    """``NAME-leaders``: the router, or without one the clients, reach the leaders' HTTP port.
+
+    Where each group is one pod it selects every rank by the operator's own labels: so also the
+    ranks that a group of several pods leaves behind while it shrinks to one."""
     if svc.spec.router.enabled:
         sources = [{"podSelector": {"matchLabels": names.router_selector(svc.name)}}]
     else:
         sources = clients(svc)
     rules = [{"from": [*sources, copy.deepcopy(OPERATOR)], "ports": _http_port()}]
-    return _policy(svc, names.leaders(svc.name), names.leader_selector(svc.name), rules)
+    single = not svc.spec.parallelism.spans_nodes
+    selector = names.engine_selector if single else names.leader_selector
+    return _policy(svc, names.leaders(svc.name), selector(svc.name), rules)
 
 
 def network_policies(svc: LLMService) -> list[Manifest]:
