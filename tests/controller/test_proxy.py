@@ -33,8 +33,10 @@ def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.write_text(KUBECONFIG)
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))  # $KUBECONFIG
     monkeypatch.setattr(client.Configuration, "_default", None)  # restored after the test
-    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY"):
-        monkeypatch.delenv(name, raising=False)
+    for scheme in ("no", "https", "http", "all"):
+        monkeypatch.delenv(f"{scheme}_proxy", raising=False)
+        monkeypatch.delenv(f"{scheme.upper()}_PROXY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     return path
 
 
@@ -69,6 +71,10 @@ async def test_requests_go_through_the_proxy_the_environment_names(
         ({"https_proxy": "http://proxy:3128"}, "http://proxy:3128"),
         ({"https_proxy": "http://proxy:3128", "no_proxy": "api.invalid"}, None),
         ({"https_proxy": "http://proxy:3128", "no_proxy": ".invalid"}, None),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "http://proxy:3128"),
+        ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "*"}, None),
+        ({"https_proxy": "http://u:p%40ss@proxy:3128"}, "http://u:p%40ss@proxy:3128"),
+        ({"https_proxy": "https://proxy:3128"}, None),  # aiohttp ignores TLS proxies (warns)
         ({"http_proxy": "http://proxy:3128"}, None),  # names no proxy for https
         ({}, None),
     ],
@@ -78,3 +84,14 @@ def test_env_proxy(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch, env: dict[
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert env_proxy("https://api.invalid:6443") == proxy
+
+
+def test_env_proxy_takes_the_proxys_netrc_credentials(
+    kubeconfig: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine proxy login alice password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("https_proxy", "http://proxy:3128")
+    assert env_proxy("https://api.invalid:6443") == "http://alice:s3cret@proxy:3128"

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
+from yarl import URL
 
 Obj = dict[str, Any]
 
@@ -117,12 +117,16 @@ async def api_client() -> client.ApiClient:
 
 
 def env_proxy(host: str) -> str | None:
-    """The proxy the environment names for the URL ``host`` (``HTTPS_PROXY``/``HTTP_PROXY``,
-    unless ``NO_PROXY`` covers it), or None."""
-    url = urllib.parse.urlsplit(host)
-    if not url.hostname or urllib.request.proxy_bypass(url.hostname):
+    """The proxy the environment names for the URL ``host``, or None: aiohttp's own choice
+    (``HTTPS_PROXY``/``HTTP_PROXY`` unless ``NO_PROXY`` covers the host; an ``https://`` proxy
+    is ignored with a warning; the proxy's credentials from its URL, else from ``~/.netrc``)."""
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(host))
+    except LookupError:
         return None
-    return urllib.request.getproxies().get(url.scheme)
+    if auth is not None:
+        proxy = proxy.with_user(auth.login).with_password(auth.password)
+    return str(proxy)
 
 
 def read_env_once(api: client.ApiClient) -> None:
@@ -131,7 +135,8 @@ def read_env_once(api: client.ApiClient) -> None:
     kubernetes-asyncio's aiohttp session trusts the environment, so each request reads the proxy
     variables in one thread and ``~/.netrc`` in another: a tenth of the operator's CPU at 1,000
     LLMServices. The API server takes no netrc credentials (it is sent a token or a client
-    certificate), and the proxy is the one the environment names at start-up."""
+    certificate); the proxy, and its netrc credentials, are the ones the environment names at
+    start-up (:func:`env_proxy`)."""
     rest = api.rest_client
     proxy = rest.proxy or env_proxy(api.configuration.host or "")
     if proxy:
