@@ -1,4 +1,5 @@
-"""API errors over real HTTP: Retry-After on 429 is honoured, a 422 becomes Degraded + an Event."""
+"""API errors over real HTTP: Retry-After on 429 is honoured, a 422 becomes Degraded + an Event
+and keeps the stale NetworkPolicies."""
 
 from __future__ import annotations
 
@@ -155,3 +156,36 @@ async def test_a_child_labelled_with_an_empty_name_pokes_nothing() -> None:
     runtime = Runtime(Settings(image="img"), OperatorMetrics())
     runtime.poke("ml", "")
     assert not runtime._pending
+
+
+async def test_old_network_policies_stay_while_their_replacement_is_refused() -> None:
+    """A NetworkPolicy refused as invalid (a peer no check caught) must not leave the pods open:
+    the stale policies that still close them are kept until the new one is stored."""
+    stale = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": "llama-7", "namespace": "ml", "labels": {"llmsvc.io/name": "llama"},
+            "ownerReferences": [{"uid": BASE["metadata"]["uid"], "controller": True}],
+        },
+    }  # fmt: skip
+    stale_service = {**stale, "apiVersion": "v1", "kind": "Service"}
+    stale_service["metadata"] = {**stale["metadata"], "name": "llama-stale"}
+    api = FakeApi(llmservice=copy.deepcopy(BASE))
+
+    def serve_children(method: str, path: str) -> web.Response | None:
+        lists = {"/networkpolicies": stale, "/services": stale_service}
+        for suffix, item in lists.items():
+            if method == "GET" and path.endswith(suffix):
+                return web.json_response({"apiVersion": "v1", "items": [item]})
+        if method == "PATCH" and "/networkpolicies/" in path and "-7" not in path:
+            return status(422, "Invalid", "NetworkPolicy is invalid: ipBlock.cidr")
+        return None
+
+    api.rules.append(serve_children)
+    async with serve(api) as client:
+        todo = await reconcile(Kube(client), "ml", "llama", Settings(image="img"))
+    assert todo is not None
+    assert stale in todo.delete, "the planner wants it gone once the new policies exist"
+    assert api.received("DELETE", "/services/llama-stale"), "other stale children still pruned"
+    assert not api.received("DELETE", "/networkpolicies/"), "an old policy was pruned"

@@ -120,13 +120,21 @@ async def execute(kube: Kube, svc: LLMService, todo: Plan, now: datetime) -> Pla
         results = await asyncio.gather(*(_apply(kube, obj) for obj in wave))
         rejected |= {key(obj): r for obj, r in zip(wave, results, strict=True) if r}
     todo = with_rejections(svc, todo, rejected, now)
-    for obj in todo.delete:
+    for obj in kept_while_rejected(todo.delete, rejected):
         await kube.delete(obj)
     # The planner chose the victims: only pods controlled by the restarted group's StatefulSet.
     await asyncio.gather(*(kube.delete(p) for p in todo.evict))
     if todo.status is not None:
         await kube.patch_status("LLMService", svc.namespace, svc.name, todo.status)
     return todo
+
+
+def kept_while_rejected(stale: list[Obj], rejected: dict[tuple[str, str], str]) -> list[Obj]:
+    """The stale children to delete: all, but no NetworkPolicy while one of the new ones was
+    refused (the old policies keep the pods closed until their replacement exists)."""
+    if not any(kind == "NetworkPolicy" for kind, _ in rejected):
+        return stale
+    return [obj for obj in stale if obj["kind"] != "NetworkPolicy"]
 
 
 async def cordoned(kube: Kube) -> frozenset[str]:
