@@ -161,7 +161,7 @@ async def test_a_child_labelled_with_an_empty_name_pokes_nothing() -> None:
 async def test_old_network_policies_stay_while_their_replacement_is_refused() -> None:
     """A NetworkPolicy refused as invalid (a peer no check caught) must not leave the pods open:
     the stale policies that still close them are kept until the new one is stored."""
-    stale = {
+    stale: dict[str, Any] = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": {
