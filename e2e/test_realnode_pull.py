@@ -71,6 +71,12 @@ def pull_log(namespace: str, pod: str) -> str:
     return kubectl("logs", "-n", namespace, pod, "-c", "pull").stdout
 
 
+def failed_pull_log(namespace: str, pod: str) -> str:
+    """What the pod's previous puller attempt printed ('' when there was none)."""
+    args = ("logs", "--previous", "-n", namespace, pod, "-c", "pull")
+    return kubectl(*args, check=False).stdout
+
+
 def test_two_ranks_on_one_shared_cache_download_once(
     real_operator: OperatorProcess,
     real_namespace: str,
@@ -149,7 +155,13 @@ def test_bad_uri_leaves_the_pod_in_init_error(
         return "Init:Error" in table or "Init:CrashLoopBackOff" in table
 
     wait_for(shown_failed, timeout=60, interval=0.5, what="bad-0-0 shown as Init:Error")
-    assert "404" in pull_log(ns, "bad-0-0") or "not found" in pull_log(ns, "bad-0-0").lower()
+
+    def failed_attempt_log() -> str:  # the puller may be between attempts: a fresh one is empty
+        attempts = [pull_log(ns, "bad-0-0"), failed_pull_log(ns, "bad-0-0")]
+        return next((log for log in attempts if "exit 3" in log), "")
+
+    log = wait_for(failed_attempt_log, timeout=30, interval=0.5, what="the failed puller's log")
+    assert "does not exist (HTTP 404)" in log, log
     degraded = realnode.wait_condition(ns, "bad", "Degraded", 120, reason="PullFailed")
     assert "missing/model.safetensors" in degraded["message"], degraded
     assert not realnode.is_ready_service(ns, "bad")
