@@ -21,8 +21,8 @@ VALID: list[Peer] = [
     {"ipBlock": {"cidr": "fd00::/8"}},
 ]
 
-# (peer, a fragment of the problem rendering reports)
 EXISTS_WITH_VALUE = {"key": "a", "operator": "Exists", "values": ["x"]}
+# (peer, a fragment of the problem rendering reports)
 INVALID: list[tuple[Peer, str]] = [
     ({}, "must set podSelector, namespaceSelector or ipBlock"),
     ({"podSelectr": {"matchLabels": {"app": "x"}}}, "podSelectr: unknown field"),

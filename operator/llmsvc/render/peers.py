@@ -90,11 +90,9 @@ def _expression(expression: Any, at: str) -> list[str]:
 
 def _key(k: Any, at: str) -> list[str]:
     """A label key: an optional DNS-subdomain prefix and '/', then a name of 1-63 characters."""
-    prefix, _, name = str(k).rpartition("/") if isinstance(k, str) else ("", "", "")
-    ok = bool(name) and len(name) <= 63 and NAME.match(name) is not None
-    if prefix or "/" in str(k):
-        ok = ok and len(prefix) <= 253 and SUBDOMAIN.match(prefix) is not None
-    if ok:
+    prefix, slash, name = k.rpartition("/") if isinstance(k, str) else ("", "", "")
+    named = bool(NAME.match(name)) and len(name) <= 63
+    if named and (not slash or (SUBDOMAIN.match(prefix) and len(prefix) <= 253)):
         return []
     return [f"{at}: {k!r} is not a label key ([prefix/]name, name 1-63 of A-Z a-z 0-9 - _ .)"]
 
