@@ -31,6 +31,7 @@ Seen = Callable[[str, str, bool], None]  # (namespace, name, deleted)
 CORDONED = "spec.unschedulable=true"
 POD_SELECTOR = f"{names.LABEL_NAME},{names.LABEL_GROUP}"
 NODE = ("Node", "v1", "/api/v1/nodes")
+SERVER_KEPT = ("resourceVersion", "managedFields")  # metadata a status write changes
 POD_STATUS = ("phase", "conditions", "containerStatuses", "initContainerStatuses", "podIP")
 # The only status fields of the children that a reconcile reads (the planner's rollout and the
 # router's availability); a change to any other (a budget's counts, a Service's load balancer)
@@ -79,6 +80,19 @@ def reads_of(kind: str) -> Callable[[Obj], Obj]:
         return obj | {"metadata": meta, "status": status}
 
     return project
+
+
+def _moved(held: Obj, reply: Obj) -> bool:
+    """Whether ``reply`` differs from ``held`` outside its status (and the server's bookkeeping)."""
+
+    def rest(obj: Obj) -> Obj:
+        meta = obj.get("metadata") or {}
+        return {
+            "metadata": {k: v for k, v in meta.items() if k not in SERVER_KEPT},
+            "spec": obj.get("spec"),
+        }
+
+    return rest(held) != rest(reply)
 
 
 def owner(obj: Obj) -> str:
@@ -209,10 +223,18 @@ class Cache:
         return informer is not None and bool(informer.index.get((namespace, name)))
 
     def remember(self, obj: Obj) -> None:
-        """The server's reply to one of our writes: the cache holds it from now on."""
+        """The server's reply to one of our writes: the cache holds it from now on.
+
+        Our only write of an LLMService is its status, so a reply whose spec or metadata differs
+        from the copy held was changed by someone else since the pass read it: that change's
+        watch event is older than the reply and will be ignored, so it pokes here instead."""
         informer = self._holder(obj)
-        if informer is not None:
-            informer.remember(obj)
+        if informer is None:
+            return
+        held = informer.store.get(key_of(obj))
+        informer.remember(obj)
+        if obj.get("kind") == "LLMService" and held is not None and _moved(held, obj):
+            self.poke(*key_of(obj))
 
     def forget(self, obj: Obj) -> None:
         """The server's reply to one of our deletions (or the object, when it replied Status)."""

@@ -17,7 +17,8 @@ one has arrived for ``arrival_quiet`` seconds, but no longer than ``arrival_hold
 the batch began: the client's requests go first, a stream that never pauses is held once only,
 and the children of a single new LLMService are not delayed at all. The
 sweep passes over an LLMService that is settled (every group Ready, no restart bookkeeping that
-time alone could change), whose last pass wrote nothing, and that no watch event has poked since
+time alone could change), whose last pass wrote no child (its status at most), and that no
+watch event has poked since
 (every change of its inputs in the watch caches pokes it) nor a change of the cluster's
 capabilities: that pass would find nothing to do again. Skipping costs a set lookup, so 1,000
 settled LLMServices cost the sweep almost nothing. None of this needs a finalizer on the
@@ -292,10 +293,16 @@ class Runtime:
         return todo
 
     async def _remember_quiet(self, ref: Ref, todo: Plan | None) -> None:
-        """After a pass: ``ref`` is quiet when it wrote nothing and is settled. A watch event
-        that arrived during the pass has queued another pass, which decides again."""
+        """After a pass: ``ref`` is quiet when it wrote no child and is settled. A status it
+        wrote is a fixed point of the planner (the next pass over the same children writes
+        nothing), so the pass that writes the Ready status needs no confirming sweep pass. A
+        watch event that arrived during the pass, or a change of the LLMService by someone else
+        that its status write returned (:meth:`Cache.remember`), has queued another pass, which
+        decides again."""
         self._quiet.pop(ref, None)
-        if self.cache is None or todo is None or todo.writes or todo.recheck is not None:
+        if self.cache is None or todo is None or todo.recheck is not None:
+            return
+        if todo.apply or todo.delete or todo.evict or todo.restart_groups:
             return
         if ref in self._pending or not settled(await self.cache.llmservice(*ref)):
             return
