@@ -186,8 +186,11 @@ def _serve(args: argparse.Namespace, options: dict[str, Any], metrics: OperatorM
     import asyncio
 
     async def serve() -> int:
+        from llmsvc.controller import heap
         from llmsvc.controller.metrics import serve_metrics
 
+        heap.install()
+        thaw = asyncio.create_task(heap.thaw_forever())
         site = None
         if args.metrics_address:
             site = await serve_metrics(args.metrics_address, metrics.registry)
@@ -197,6 +200,7 @@ def _serve(args: argparse.Namespace, options: dict[str, Any], metrics: OperatorM
             await kopf_operator(options)
             return 0
         finally:
+            thaw.cancel()
             if site is not None:
                 await site.cleanup()
 
