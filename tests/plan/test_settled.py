@@ -18,7 +18,6 @@ import pytest
 
 from llmsvc.api import LLMService
 from llmsvc.controller.runtime import settled
-from llmsvc.plan import Plan
 from tests.plan.fixtures import healthy_group, pod, service, with_status
 from tests.plan.test_planner import POLICY, Live, as_live, run
 
@@ -98,10 +97,6 @@ WALKS: dict[str, tuple[LLMService, list[Step], list[str]]] = {
 }
 
 
-def child_writes(todo: Plan) -> int:
-    return len(todo.apply) + len(todo.delete) + len(todo.evict) + len(todo.restart_groups)
-
-
 def walk(svc: LLMService, steps: list[Step]) -> list[str]:
     """Run each step's pass (first pass: no children); after each that leaves ``svc`` settled
     with no child written, pass again now and later. The steps at which the walk settled."""
@@ -114,7 +109,7 @@ def walk(svc: LLMService, steps: list[Step]) -> list[str]:
         if todo.status is not None:
             svc = with_status(svc, todo.status)
         wire = svc.status.wire() if svc.status else None
-        if child_writes(todo) or todo.recheck is not None or not settled({"status": wire}):
+        if todo.child_writes or todo.recheck is not None or not settled({"status": wire}):
             continue
         settled_at.append(f"{at:.0f}")
         for again_at in (at, at + LATER):

@@ -300,9 +300,7 @@ class Runtime:
         that its status write returned (:meth:`Cache.remember`), has queued another pass, which
         decides again."""
         self._quiet.pop(ref, None)
-        if self.cache is None or todo is None or todo.recheck is not None:
-            return
-        if todo.apply or todo.delete or todo.evict or todo.restart_groups:
+        if self.cache is None or todo is None or todo.child_writes or todo.recheck is not None:
             return
         if ref in self._pending or not settled(await self.cache.llmservice(*ref)):
             return

@@ -53,6 +53,11 @@ class Plan:
     recheck: float | None = None  # seconds until a relaxed budget's eviction window ends
 
     @property
+    def child_writes(self) -> int:
+        """Writes of children: applied, deleted or evicted objects, and restarted groups."""
+        return len(self.apply) + len(self.delete) + len(self.evict) + len(self.restart_groups)
+
+    @property
     def writes(self) -> int:
         """API write requests this plan needs (one per applied, deleted or evicted object)."""
         return len(self.apply) + len(self.delete) + len(self.evict) + bool(self.status)
